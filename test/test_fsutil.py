@@ -1,0 +1,26 @@
+from pathlib import Path
+
+import pytest
+
+from pipeline.fsutil import atomic_write
+
+
+def test_atomic_write_renames_on_success(tmp_path: Path):
+    target = tmp_path / "sub" / "out.txt"
+    with atomic_write(target) as tmp:
+        assert tmp.suffix == ".txt" and tmp != target
+        tmp.write_text("done")
+        assert not target.exists()
+    assert target.read_text() == "done"
+    assert list(target.parent.iterdir()) == [target]
+
+
+def test_atomic_write_leaves_nothing_on_error(tmp_path: Path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
