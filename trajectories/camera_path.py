@@ -1,4 +1,5 @@
-"""The camera path object that crosses from trajectory planning to the render and generate stages.
+"""The camera path object that crosses from trajectory planning to the render and generate stages,
+and ``make_camera_path``, which builds it from a trajectory file and the source cameras.
 
 Conventions: OpenCV camera axes (x right, y down, z forward); ``c2w`` maps camera to world, where
 the world is the geometry cache's world frame; intrinsics are in pixels at (height, width).
@@ -7,10 +8,17 @@ the world is the geometry cache's world frame; intrinsics are in pixels at (heig
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+
+from trajectories.interpolate import Interpolation, interpolate_keys
+from trajectories.orbit import orbit_c2w
+from trajectories.spec import TrajectorySpec
+from trajectories.timemap import TimeMode, adaptive_frame_count, time_map
 
 CAMERAS_FORMAT = "inspatio-cameras/1"
 
@@ -89,3 +97,111 @@ class CameraPath:
     @classmethod
     def load(cls, path: str | Path) -> "CameraPath":
         return cls.from_json(json.loads(Path(path).read_text()))
+
+
+RadiusMode = Literal["scene", "absolute"]
+
+
+@dataclass(frozen=True)
+class PathOptions:
+    """How a trajectory file becomes a camera path.
+
+    n_frames:           nominal output frame count before freeze and adaptive count (None = source frames).
+    interpolation:      "exact" (through every key, no overshoot) or "reference" (the reference's smoothing spline).
+    radius:             "scene" = displacement x the first frame's foreground depth (see ``foreground_depth``),
+                        so "1" orbits the subject whatever the depth model's scale; "absolute" = scene units as-is
+                        (the reference code's behaviour).
+    relative_to_source: targets ride on the moving source camera (c2w_i = source c2w of the frame shown · pose_i)
+                        instead of being anchored to source camera 0.
+    rotation_only:      zero the orbit translation (tripod pan/tilt); a dolly still applies.
+    adaptive_frames:    resample the path to 0.3-0.8 degrees per frame (see ``adaptive_frame_count``).
+    freeze_frame, freeze_repeat, time_mode, slowmo: the time map (see ``trajectories.timemap``).
+    """
+
+    n_frames: int | None = None
+    interpolation: Interpolation = "exact"
+    radius: RadiusMode = "scene"
+    relative_to_source: bool = False
+    rotation_only: bool = False
+    adaptive_frames: bool = True
+    freeze_frame: int | None = None
+    freeze_repeat: int = 0
+    time_mode: TimeMode = "forward"
+    slowmo: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.n_frames is not None and self.n_frames < 1:
+            raise ValueError(f"n_frames must be >= 1, got {self.n_frames}")
+        if self.interpolation not in ("exact", "reference"):
+            raise ValueError(f"interpolation must be 'exact' or 'reference', got {self.interpolation!r}")
+        if self.radius not in ("scene", "absolute"):
+            raise ValueError(f"radius must be 'scene' or 'absolute', got {self.radius!r}")
+        if self.time_mode not in ("forward", "reverse", "pingpong"):
+            raise ValueError(f"time_mode must be 'forward', 'reverse' or 'pingpong', got {self.time_mode!r}")
+        if self.freeze_repeat < 0:
+            raise ValueError(f"freeze_repeat must be >= 0, got {self.freeze_repeat}")
+        if not (math.isfinite(self.slowmo) and self.slowmo >= 1.0):
+            raise ValueError(f"slowmo must be a finite factor >= 1 (2 = half speed), got {self.slowmo}")
+
+
+def make_camera_path(
+    spec: TrajectorySpec,
+    source_c2w: np.ndarray,
+    source_K: np.ndarray,
+    width: int,
+    height: int,
+    fps: float,
+    options: PathOptions = PathOptions(),
+    scene_depth: float | None = None,
+) -> CameraPath:
+    """Target cameras for every output frame.
+
+    source_c2w:  [M, 4, 4] camera-to-world of the M source frames (geometry world frame, OpenCV axes).
+    source_K:    [3, 3] source intrinsics in pixels at (height, width); every output frame uses it.
+    scene_depth: the first frame's foreground depth (``foreground_depth``), required for radius="scene".
+
+    Frame count: n = n_frames or M, plus freeze_repeat; with adaptive_frames the total is clamped by
+    ``adaptive_frame_count`` and the time map stretches over it (freeze copies scale with it). The
+    keyframes are sampled at linspace(0, 1, N) over the N output frames; pose_i = ``orbit_c2w`` relative
+    to source camera 0; c2w_i = source_c2w[0] · pose_i, or source_c2w[s_i] · pose_i with
+    relative_to_source (s_i = the source frame output frame i shows).
+    """
+    source_c2w = np.asarray(source_c2w, dtype=np.float64)
+    source_K = np.asarray(source_K, dtype=np.float64)
+    if source_c2w.ndim != 3 or source_c2w.shape[1:] != (4, 4) or len(source_c2w) == 0:
+        raise ValueError(f"source_c2w must be [M, 4, 4] with M >= 1, got {source_c2w.shape}")
+    if source_K.shape != (3, 3):
+        raise ValueError(f"source_K must be [3, 3], got {source_K.shape}")
+    if options.radius == "absolute":
+        scale = 1.0
+    elif scene_depth is not None and math.isfinite(scene_depth) and scene_depth > 0:
+        scale = float(scene_depth)
+    else:
+        raise ValueError(
+            f"radius='scene' needs the first frame's foreground depth (trajectories.foreground_depth), "
+            f"got scene_depth={scene_depth!r}; pass it, or use radius='absolute'"
+        )
+    n_source = len(source_c2w)
+    nominal = (options.n_frames or n_source) + options.freeze_repeat
+    n = adaptive_frame_count(spec.pitch, spec.yaw, nominal) if options.adaptive_frames else nominal
+    repeat = min(round(options.freeze_repeat * n / nominal), n - 1)
+    source_index = time_map(
+        n, n_source, spec.time, options.interpolation, options.time_mode, options.slowmo,
+        options.freeze_frame, repeat,
+    )
+    positions = np.linspace(0.0, 1.0, n)
+    pose = orbit_c2w(
+        interpolate_keys(spec.pitch, positions, options.interpolation),
+        interpolate_keys(spec.yaw, positions, options.interpolation),
+        interpolate_keys(spec.displacement, positions, options.interpolation, pin_ends=True) * scale,
+        rotation_only=options.rotation_only,
+    )
+    anchor = source_c2w[source_index] if options.relative_to_source else source_c2w[:1]
+    return CameraPath(
+        c2w=anchor @ pose,
+        intrinsics=np.repeat(source_K[None], n, axis=0),
+        width=int(width),
+        height=int(height),
+        fps=float(fps),
+        source_index=source_index,
+    )

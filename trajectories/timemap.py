@@ -1,0 +1,104 @@
+"""Output frame count and the time map (which source frame each output frame shows).
+
+One mechanism: each output frame gets a normalised source time tau in [0, 1] (0 = first source
+frame, 1 = last), built from the playback position u = linspace(0, 1, n) by pointwise steps
+
+    v   = u (forward) | 1 - u (reverse) | 1 - |1 - 2u| (pingpong: forward, then back)
+    tau = time_keys(v) if the trajectory has a time line, else v   (a constant line = bullet time)
+    tau = tau / slowmo                                             (slow motion: the first 1/slowmo of the clip)
+
+then ``index = round(tau * (M - 1))`` (halves round up) for M source frames, and a freeze holds one frame for extra
+output frames. The map always spans the whole output: when the output has more frames than the
+source (a longer ``n_frames`` or the adaptive count), the clip plays once, stretched (each source
+frame shown for several output frames); it never loops. This keeps the time line's meaning ("0 -> 1
+= the clip plays once across the path") independent of the frame count and never shows time
+running backwards unless asked (the reference ping-ponged the rendered video instead).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+
+from trajectories.interpolate import Interpolation, interpolate_keys
+
+TimeMode = Literal["forward", "reverse", "pingpong"]
+
+MIN_DEG_PER_FRAME = 0.3
+MAX_DEG_PER_FRAME = 0.8
+MIN_ADAPTIVE_FRAMES = 121
+ROUNDING_SLACK = 1e-6  # so that exact halves, computed as 3.4999999..., still round up
+
+
+def adaptive_frame_count(pitch_keys: np.ndarray, yaw_keys: np.ndarray, n: int) -> int:
+    """Output frame count keeping the camera between 0.3 and 0.8 degrees per frame.
+
+    total = max(sum |delta pitch|, sum |delta yaw|) over the keyframes (degrees); the count is ``n``
+    clamped to [ceil(total / 0.8) + 1, floor(total / 0.3) + 1], where the lower bound is at least 121
+    and wins when the bounds cross. A path without rotation (total ~ 0) keeps ``n``.
+    """
+    total = max(float(np.abs(np.diff(pitch_keys)).sum()), float(np.abs(np.diff(yaw_keys)).sum()))
+    if total < 1e-6:
+        return n
+    low = max(math.ceil(total / MAX_DEG_PER_FRAME) + 1, MIN_ADAPTIVE_FRAMES)
+    high = math.floor(total / MIN_DEG_PER_FRAME) + 1
+    return max(min(n, high), low)
+
+
+def source_times(
+    n: int,
+    time_keys: np.ndarray | None = None,
+    interpolation: Interpolation = "exact",
+    time_mode: TimeMode = "forward",
+    slowmo: float = 1.0,
+) -> np.ndarray:
+    """[n] float64 normalised source time per output frame (see the module docstring)."""
+    if n < 1:
+        raise ValueError(f"a time map needs at least one frame, got {n}")
+    if not slowmo >= 1.0:
+        raise ValueError(f"slowmo must be a factor >= 1 (2 = half speed), got {slowmo}")
+    u = np.linspace(0.0, 1.0, n)
+    if time_mode == "forward":
+        v = u
+    elif time_mode == "reverse":
+        v = 1.0 - u
+    elif time_mode == "pingpong":
+        v = 1.0 - np.abs(1.0 - 2.0 * u)
+    else:
+        raise ValueError(f"unknown time mode {time_mode!r}; use 'forward', 'reverse' or 'pingpong'")
+    tau = interpolate_keys(time_keys, v, interpolation) if time_keys is not None else v
+    return np.clip(tau / slowmo, 0.0, 1.0)
+
+
+def time_map(
+    n: int,
+    n_source: int,
+    time_keys: np.ndarray | None = None,
+    interpolation: Interpolation = "exact",
+    time_mode: TimeMode = "forward",
+    slowmo: float = 1.0,
+    freeze_frame: int | None = None,
+    freeze_repeat: int = 0,
+) -> np.ndarray:
+    """[n] int64 source frame index per output frame.
+
+    The first ``n - freeze_repeat`` frames come from ``source_times``; then ``freeze_repeat`` copies
+    of the freeze frame (default: the middle one, ``n_source // 2``) are inserted right after the
+    first output frame that shows it (or, if the map skips it, the frame nearest to it), as the
+    reference does, while the camera keeps moving.
+    """
+    if n_source < 1:
+        raise ValueError(f"the source needs at least one frame, got {n_source}")
+    if not 0 <= freeze_repeat < n:
+        raise ValueError(f"freeze_repeat must be in [0, {n - 1}] for {n} output frames, got {freeze_repeat}")
+    tau = source_times(n - freeze_repeat, time_keys, interpolation, time_mode, slowmo)
+    index = np.floor(tau * (n_source - 1) + 0.5 + ROUNDING_SLACK).astype(np.int64)
+    if freeze_repeat:
+        frame = n_source // 2 if freeze_frame is None else freeze_frame
+        if not 0 <= frame < n_source:
+            raise ValueError(f"freeze_frame must be a source frame index in [0, {n_source - 1}], got {frame}")
+        at = int(np.argmin(np.abs(index - frame)))
+        index = np.insert(index, at + 1, np.full(freeze_repeat, index[at]))
+    return index
