@@ -15,6 +15,7 @@ MANIFESTS = {
     "dit": "inspatio_world_1.3b_dit.tsv",
     "vae": "wan2.1_vae.tsv",
     "umt5": "wan2.1_umt5_xxl_encoder.tsv",
+    "taehv": "taew2_1.tsv",
 }
 
 
