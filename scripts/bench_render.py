@@ -1,0 +1,152 @@
+"""Benchmark and quality check of the render stage on the synthetic scene.
+
+Speed: ``render_to_folder`` end to end (decode the source video, render, encode render.mp4 and
+mask.mp4, write mask.npz and cameras.json) in a fresh child process, reporting wall ms/frame,
+CPU ms/frame and peak RSS (which includes the loaded geometry cache).
+Quality (``--quality``): PSNR of the decoded render.mp4 against the analytic ground truth over the
+covered pixels that are truly visible, and over those within 5 px of a depth edge; mask IoU.
+
+  .venv/bin/python scripts/bench_render.py --frames 49 --quality
+  .venv/bin/python scripts/bench_render.py --frames 400          # 49 source frames, ping-pong time map
+
+The scene (832x480 video, depth at 504x294, handheld source camera) is cached in --workdir. The
+camera path orbits 1 m around the point 1 m in front of the first camera (yaw 0 -> --yaw degrees,
+pitch 0 -> --pitch degrees).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from geometry.cache import load_geometry, save_geometry
+from geometry.synthetic import SourceClip, SyntheticScene, ground_truth, handheld_path, intrinsics_for, make_geometry, make_source_clip
+from pipeline.render_output import RenderOptions, load_mask, render_to_folder
+from pipeline.video_io import EncodeOptions, file_sha256, read_video, write_video
+from trajectories.camera_path import CameraPath
+from trajectories.orbit import orbit_c2w
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--frames", type=int, default=49, help="output frames [49]")
+    p.add_argument("--source-frames", type=int, default=49, help="source video frames [49]")
+    p.add_argument("--width", type=int, default=832)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--depth-width", type=int, default=504)
+    p.add_argument("--depth-height", type=int, default=294)
+    p.add_argument("--fps", type=float, default=24.0)
+    p.add_argument("--yaw", type=float, default=20.0, help="final yaw of the orbit in degrees [20]")
+    p.add_argument("--pitch", type=float, default=5.0, help="final pitch of the orbit in degrees [5]")
+    p.add_argument("--radius", type=float, default=1.0, help="orbit radius in metres [1]")
+    p.add_argument("--chunk", type=int, default=4, help="frames rendered per batch [4]")
+    p.add_argument("--crf", type=int, default=None, help="render.mp4 crf [EncodeOptions default]")
+    p.add_argument("--preset", default=None, help="render.mp4 x264 preset [EncodeOptions default]")
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_render"))
+    p.add_argument("--quality", action="store_true", help="also score against the analytic ground truth")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def scene_dir(args: argparse.Namespace) -> Path:
+    return args.workdir / f"scene_{args.source_frames}_{args.width}x{args.height}_{args.depth_width}x{args.depth_height}"
+
+
+def prepare(args: argparse.Namespace) -> None:
+    d = scene_dir(args)
+    if (d / "geometry.npz").exists():
+        return
+    t = time.perf_counter()
+    scene = SyntheticScene()
+    clip = make_source_clip(scene, args.source_frames, args.width, args.height, args.fps, handheld_path(args.source_frames, args.fps))
+    write_video(d / "source.mp4", clip.frames, clip.fps, EncodeOptions(crf=10, preset="medium"))
+    geo = make_geometry(scene, clip, (args.depth_height, args.depth_width))
+    geo = dataclasses.replace(geo, image=None, conf=None, meta=dataclasses.replace(geo.meta, video_sha256=file_sha256(d / "source.mp4")))
+    np.save(d / "source_c2w.npy", clip.c2w)
+    save_geometry(d / "geometry.npz", geo)
+    print(f"prepared {d} in {time.perf_counter() - t:.1f} s")
+
+
+def camera_path(args: argparse.Namespace, source_c2w: np.ndarray) -> CameraPath:
+    n, m = args.frames, args.source_frames
+    s = np.linspace(0, 1, n)
+    pose = orbit_c2w(args.pitch * s, args.yaw * s, np.full(n, args.radius))
+    cycle = np.concatenate([np.arange(m), np.arange(m - 2, 0, -1)]) if m > 1 else np.zeros(1, np.int64)
+    source_index = np.arange(n) if n <= m else cycle[np.arange(n) % len(cycle)]
+    K = intrinsics_for(args.width, args.height)
+    return CameraPath(source_c2w[:1] @ pose, np.repeat(K[None], n, 0), args.width, args.height, args.fps, source_index.astype(np.int64))
+
+
+def options(args: argparse.Namespace) -> RenderOptions:
+    enc = EncodeOptions()
+    enc = dataclasses.replace(enc, crf=enc.crf if args.crf is None else args.crf, preset=args.preset or enc.preset)
+    return RenderOptions(chunk_frames=args.chunk, encode=enc)
+
+
+def child(args: argparse.Namespace) -> None:
+    d = scene_dir(args)
+    geo = load_geometry(d / "geometry.npz")
+    path = camera_path(args, np.load(d / "source_c2w.npy"))
+    out = args.workdir / f"out_{args.frames}"
+    c0, t0 = time.process_time(), time.perf_counter()
+    result = render_to_folder(d / "source.mp4", geo, path, out, options(args))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(json.dumps({
+        "frames": result.num_frames,
+        "wall_ms_per_frame": 1000 * wall / result.num_frames,
+        "cpu_ms_per_frame": 1000 * cpu / result.num_frames,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "geometry_mb": (geo.depth.nbytes + (0 if geo.conf is None else geo.conf.nbytes)) / 2**20,
+        "coverage": result.coverage,
+        "threads": torch.get_num_threads(),
+        "out": str(out),
+    }))
+
+
+def quality(args: argparse.Namespace, out: Path) -> dict:
+    from geometry.metrics import edge_band, mask_iou, psnr
+
+    d = scene_dir(args)
+    c2w = np.load(d / "source_c2w.npy")
+    path = CameraPath.load(out / "cameras.json")
+    n = len(c2w)
+    clip = SourceClip(np.broadcast_to(np.zeros((1, args.height, args.width, 3), np.uint8), (n, args.height, args.width, 3)), c2w, intrinsics_for(args.width, args.height), args.fps)
+    gt, visible, depth = ground_truth(SyntheticScene(), path, clip, return_depth=True)
+    rendered = read_video(out / "render.mp4")
+    mask = load_mask(out / "mask.npz")
+    band = np.stack([edge_band(dd, px=5) for dd in depth])
+    sel = mask & visible
+    return {
+        "psnr_mask": psnr(rendered, gt, sel),
+        "psnr_edge_band": psnr(rendered, gt, sel & band),
+        "mask_iou_vs_visibility": mask_iou(mask, visible),
+        "covered_not_visible": float((mask & ~visible).sum() / mask.sum()),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.child:
+        child(args)
+        return
+    prepare(args)
+    cmd = [sys.executable, __file__, "--child", *(argv if argv is not None else sys.argv[1:])]
+    res = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    if args.quality:
+        report.update(quality(args, Path(report["out"])))
+    for k, v in report.items():
+        print(f"{k:>24}: {v:.3f}" if isinstance(v, float) else f"{k:>24}: {v}")
+
+
+if __name__ == "__main__":
+    main()
