@@ -13,5 +13,7 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade "pip>=24" >/dev/null
 echo "[setup] installing pinned CPU dependencies (torch==2.13.0 CPU wheel)"
-python -m pip install -q -e ".[cpu,test]"
+python -m pip install -q -e ".[cpu,test,da3]"
+echo "[setup] installing depth-anything-3 without its declared dependencies (no torchvision on the CPU path)"
+python -m pip install -q --no-deps depth-anything-3==0.1.1 evo==1.38.1
 echo "[setup] done: activate with 'source .venv/bin/activate'"

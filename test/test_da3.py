@@ -1,0 +1,181 @@
+"""Depth-Anything-3 through the real network code (da3-small config, random weights, CPU)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file, save_model
+
+from geometry.cache import GeometryMeta, load_geometry, save_geometry
+from geometry.da3 import (
+    DA3Error,
+    check_da3_folder,
+    estimate_geometry,
+    load_da3,
+    predict,
+    preprocess_frames,
+    processed_size,
+)
+from geometry.synthetic import SyntheticScene, handheld_path, make_source_clip
+
+RES = 70  # small processing resolution keeps the tests fast; the reference uses 504
+
+
+def _torchvision_stand_in() -> dict[str, types.ModuleType]:
+    """The three torchvision transforms the package's input processor uses (test oracle only)."""
+    tv = types.ModuleType("torchvision")
+    tr = types.ModuleType("torchvision.transforms")
+
+    class ToTensor:
+        def __call__(self, img):
+            return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+
+    class Normalize:
+        def __init__(self, mean, std):
+            self.mean, self.std = torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
+
+        def __call__(self, x):
+            return (x - self.mean) / self.std
+
+    tr.ToTensor, tr.Normalize, tr.CenterCrop = ToTensor, Normalize, None
+    tv.transforms = tr
+    return {"torchvision": tv, "torchvision.transforms": tr, "imageio": types.ModuleType("imageio")}
+
+
+@pytest.fixture
+def package_input_processor(monkeypatch):
+    """The ``depth-anything-3`` package's own InputProcessor, importable without torchvision."""
+    for name, module in _torchvision_stand_in().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    for name in ("depth_anything_3.utils.io.input_processor", "depth_anything_3.utils.parallel_utils"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    from depth_anything_3.utils.io.input_processor import InputProcessor
+
+    yield InputProcessor()
+    for name in ("depth_anything_3.utils.io.input_processor", "depth_anything_3.utils.parallel_utils"):
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """da3-small with seeded random weights; the camera head's FoV output set near 60° so the
+    intrinsics are plausible (random weights otherwise give a near-zero FoV)."""
+    torch.manual_seed(0)
+    m = load_da3("da3-small")
+    with torch.no_grad():
+        fov = m.net.cam_dec.fc_fov[0]
+        fov.weight.mul_(1e-3)
+        fov.bias.fill_(1.0)
+    return m
+
+
+@pytest.fixture(scope="module")
+def frames():
+    fps = 8.0
+    return make_source_clip(SyntheticScene(), 7, 80, 48, fps, handheld_path(7, fps)).frames
+
+
+@pytest.mark.parametrize("hw", [(480, 832), (832, 480), (294, 504), (301, 504), (36, 64), (250, 333)])
+@pytest.mark.parametrize("res", [504, RES])
+def test_preprocessing_matches_the_package(package_input_processor, hw, res):
+    rng = np.random.default_rng(hw[0])
+    imgs = (rng.random((2, *hw, 3)) * 255).astype(np.uint8)
+    ref, _, _ = package_input_processor(list(imgs), process_res=res, process_res_method="upper_bound_resize",
+                                        num_workers=1)
+    ours = preprocess_frames(imgs, res)
+    assert ours.shape == ref.shape and ours.shape[-2:] == processed_size(*hw, res)
+    assert torch.allclose(ours, ref.float(), atol=1e-6)
+
+
+def test_reference_resolution():
+    assert processed_size(480, 832) == (294, 504)
+    assert processed_size(832, 480) == (504, 294)
+
+
+def test_single_chunk_equals_direct_fp32_network_call(model, frames, package_input_processor):
+    """Oracle: the package's preprocessing, the network called in fp32, frame 0 moved to the origin."""
+    x, _, _ = package_input_processor(list(frames), process_res=RES, num_workers=1)
+    with torch.inference_mode():
+        out = model.net(x[None].float(), None, None, [], False, False, "saddle_balanced")
+    w2c = np.tile(np.eye(4), (len(frames), 1, 1))
+    w2c[:, :3] = out["extrinsics"][0].double().numpy()
+    expect_ext = w2c @ np.linalg.inv(w2c[0])
+
+    geo = estimate_geometry(frames, model, chunk_size=16, overlap=4, process_res=RES, progress=False)
+    assert geo.depth.dtype == np.float32 and geo.depth.shape == (len(frames), *processed_size(48, 80, RES))
+    assert np.array_equal(geo.depth, out["depth"][0].numpy())
+    assert np.array_equal(geo.conf, out["depth_conf"][0].numpy())
+    assert np.allclose(geo.intrinsics, out["intrinsics"][0].numpy(), rtol=1e-6)
+    assert np.allclose(geo.extrinsics, expect_ext, atol=1e-5)
+    assert np.array_equal(geo.extrinsics[0], np.eye(4))
+
+
+def test_chunked_estimate_writes_a_cache_that_validates(model, frames, tmp_path):
+    meta = GeometryMeta(source_video="clip.mp4", video_sha256="ab" * 32, fps=8.0)
+    geo = estimate_geometry(list(frames), model, chunk_size=4, overlap=2, process_res=RES, meta=meta,
+                            smoothing_sigma=1.0, progress=False)
+    path = tmp_path / "geometry.npz"
+    save_geometry(path, geo)
+    back = load_geometry(path, expect_frames=len(frames), expect_video_sha256="ab" * 32)
+    assert back.conf is not None and back.depth.shape == geo.depth.shape
+    assert np.array_equal(back.extrinsics[0], np.eye(4))
+    extra = back.meta.extra
+    assert back.meta.source_video == "clip.mp4" and back.meta.producer.startswith("depth-anything-3")
+    assert extra["chunks"] == [[0, 4], [2, 6], [3, 7]] and extra["model"] == "da3-small"
+    assert len(extra["overlap_errors"]) == 2 and extra["pose_smoothing_sigma"] == 1.0
+
+
+class _Saved(torch.nn.Module):
+    """The package's wrapper layout (network under ``model``) for writing a checkpoint folder."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.model = net
+
+
+def _write_folder(path, net, name="da3-small"):
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps({"model_name": name}))
+    save_model(_Saved(net), str(path / "model.safetensors"))  # stores tied weights once, like the package
+    return path
+
+
+def test_model_folder_loads_the_same_network(model, frames, tmp_path):
+    folder = _write_folder(tmp_path / "DA3", model.net)
+    assert check_da3_folder(folder) == []
+    loaded = load_da3(folder)
+    assert loaded.name == "da3-small" and loaded.source == str(folder)
+    a, b = predict(model, frames[:3], RES), predict(loaded, frames[:3], RES)
+    assert np.array_equal(a.depth, b.depth) and np.array_equal(a.c2w, b.c2w)
+
+
+def test_model_folder_problems_name_file_and_problem(model, tmp_path):
+    wrong = _write_folder(tmp_path / "wrong", model.net, name="da3-base")
+    with pytest.raises(DA3Error, match=r"model\.safetensors.*da3-base.*shape"):
+        load_da3(wrong)
+    assert any("shape" in p for p in check_da3_folder(wrong))
+
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "config.json").write_text(json.dumps({"model_name": "da3-small"}))
+    state = {f"model.{k}": v.contiguous() for k, v in model.net.state_dict().items() if not k.startswith("head.")}
+    save_file(state, str(partial / "model.safetensors"))
+    with pytest.raises(DA3Error, match="missing key 'head"):
+        load_da3(partial)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DA3Error, match=r"config\.json: missing"):
+        load_da3(empty)
+    with pytest.raises(DA3Error, match="neither a DA3 model folder nor a preset"):
+        load_da3(tmp_path / "nowhere")
+
+
+def test_bad_frames_are_rejected(model):
+    with pytest.raises(DA3Error, match="uint8"):
+        predict(model, np.zeros((2, 32, 32, 3), np.float32), RES)
