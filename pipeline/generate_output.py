@@ -1,0 +1,297 @@
+"""Generate stage: source video + render folder + caption → generated video (causal DiT, streamed).
+
+Inputs: the source video; the render folder of the render stage (``render.mp4``, ``mask.npz``
+(lossless, read with ``pipeline.render_output.load_mask``; ``mask.mp4`` is the fallback), ``cameras.json`` with the per-frame ``source_index`` time
+map); the caption; the weights (``GenerateWeights``).
+
+Frame bookkeeping. The camera path has N frames. The VAE turns 4k−3 frames into k latent frames and
+the DiT works in blocks of 3 latent frames, so the stage generates ``4·T_lat − 3`` frames with
+``T_lat`` the smallest multiple of 3 whose frames cover N; the render, the mask and the time map are
+padded with copies of their last frame to that length, and only the N requested frames are written
+(N = 45, 57, 69, 81, … need no padding). Output frame t shows source frame ``source_index[t]``: the
+reference latents are encoded from the source frames in time-map order, so freeze, reverse and slow
+motion reach the model exactly as they reached the renderer.
+
+Order of work (for memory): the text encoder encodes the caption and is released; the VAE encodes the
+source (once) and the render; then the DiT runs block by block and every finished block is decoded
+(Wan VAE stream decoder, or TAEHV with ``use_tae``) and appended to the output file, so the first
+frames exist early and memory does not grow with video length. Pixels are rounded to uint8.
+
+Seeds: ``seed`` seeds one CPU generator that draws the initial noise and then every re-noise tensor,
+so results do not depend on the device. Bit-exact equality with the reference's random stream is not
+a goal (its noise depends on warm-up calls); equality given the same noise is (see the parity tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.conditions import pack_mask
+from models.dit import CausalDiT, DiTConfig
+from models.sampler import BLOCK_FRAMES, generate_latents, generator_renoise
+from models.taehv import TAEHV
+from models.umt5 import TextEncoder, UMT5Config
+from models.wan_vae import TEMPORAL_STRIDE, WanVAE
+from pipeline.render_output import load_mask
+from pipeline.video_io import EncodeOptions, VideoError, VideoReader, VideoWriter
+from trajectories.camera_path import CameraPath
+
+log = logging.getLogger(__name__)
+
+SPATIAL_MULTIPLE = 16  # VAE 8x times the DiT's 2x2 patches
+VAE_FILE = "Wan2.1_VAE.pth"
+CONFIG_FILE = "config.json"
+
+
+@dataclass(frozen=True)
+class GenerateWeights:
+    """Weight files. ``wan_dir`` is the Wan2.1-T2V-1.3B folder (``config.json``, ``Wan2.1_VAE.pth``,
+    the umT5 encoder and ``google/umt5-xxl/`` tokenizer); ``config`` overrides its config.json;
+    ``tae`` is ``taew2_1.pth`` (needed with ``use_tae``); ``text_config`` is for tiny test encoders."""
+
+    dit: Path
+    wan_dir: Path
+    tae: Path | None = None
+    config: Path | None = None
+    text_config: UMT5Config | None = None
+
+    @classmethod
+    def from_paths(cls, dit, wan_dir, tae=None, config=None, text_config: UMT5Config | None = None) -> "GenerateWeights":
+        """Build from str or Path arguments."""
+        return cls(Path(dit), Path(wan_dir), None if tae is None else Path(tae), None if config is None else Path(config), text_config)
+
+    @property
+    def config_path(self) -> Path:
+        return self.config or self.wan_dir / CONFIG_FILE
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """``device``/``dtype`` "auto": CUDA + bfloat16 when available, else CPU + float32.
+    ``decode_mode``: Wan VAE decode behaviour ("inspatio", what the DiT was trained with, or "wan21").
+    ``fps`` None: the camera path's frame rate. ``resize``: how source frames are fitted to the
+    render size ("stretch" or "crop", as in the render stage)."""
+
+    seed: int = 0
+    use_tae: bool = False
+    compile_dit: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    decode_mode: str = "inspatio"
+    resize: str = "stretch"
+    fps: float | None = None
+    encode: EncodeOptions = field(default_factory=EncodeOptions)
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def torch_dtype(self, device: torch.device) -> torch.dtype:
+        if self.dtype == "auto":
+            return torch.bfloat16 if device.type == "cuda" else torch.float32
+        names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+        if self.dtype not in names:
+            raise ValueError(f"dtype must be 'auto' or one of {sorted(names)}, got {self.dtype!r}")
+        return names[self.dtype]
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """How N requested frames map onto whole DiT blocks."""
+
+    requested: int  # frames of the camera path, all written
+    latent_frames: int  # multiple of BLOCK_FRAMES
+    generated: int  # 4 * latent_frames - 3 >= requested
+
+    @property
+    def padded(self) -> int:
+        return self.generated - self.requested
+
+    @property
+    def blocks(self) -> int:
+        return self.latent_frames // BLOCK_FRAMES
+
+    def describe(self) -> str:
+        text = (f"{self.requested} frames requested -> {self.latent_frames} latent frames in {self.blocks} block(s) of "
+                f"{BLOCK_FRAMES} = {self.generated} frames generated")
+        if self.padded:
+            text += (f"; render, mask and time map padded with {self.padded} copies of their last frame to fill the "
+                     f"last block, those {self.padded} frames are not written")
+        return text
+
+
+def plan_frames(requested: int) -> FramePlan:
+    """Smallest whole-block generation covering ``requested`` frames (4·T_lat − 3 ≥ requested)."""
+    if requested < 1:
+        raise ValueError(f"cannot generate {requested} frames")
+    needed = 1 + -(-(requested - 1) // TEMPORAL_STRIDE)
+    latent = BLOCK_FRAMES * -(-needed // BLOCK_FRAMES)
+    return FramePlan(requested, latent, TEMPORAL_STRIDE * latent - (TEMPORAL_STRIDE - 1))
+
+
+def padded_indices(n: int, total: int) -> np.ndarray:
+    """Indices 0..n-1 followed by n-1 repeated up to ``total`` entries."""
+    return np.minimum(np.arange(total), n - 1)
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    path: Path
+    plan: FramePlan
+    frames_written: int
+    source_frames: int  # frames in the source video
+    source_frames_used: int  # distinct source frames the time map shows
+    seconds: float
+    first_frame_seconds: float  # from the start of the DiT loop to the first frame written
+    notes: tuple[str, ...]
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found")
+    return path
+
+
+def read_render_mask(render_dir: Path, size: tuple[int, int]) -> np.ndarray:
+    """Coverage mask bool [N, H, W] of a render folder: ``mask.npz`` (lossless), else ``mask.mp4`` (> 50 % grey)."""
+    npz = render_dir / "mask.npz"
+    if npz.is_file():
+        try:
+            return load_mask(npz)
+        except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise VideoError(f"{npz}: unreadable mask ({exc!r}); re-run the render stage") from None
+    mp4 = _require(render_dir / "mask.mp4", "mask (mask.npz or mask.mp4)")
+    with VideoReader(mp4, size=size, min_frames=1) as r:
+        return np.stack([f[..., 0] > 127 for f in r])
+
+
+def _video_tensor(reader: VideoReader, indices: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """[1, 3, T, H, W] in [-1, 1] of the reader's frames at ``indices`` (one frame converted at a time)."""
+    w, h = reader.frame_size
+    out = torch.empty(1, 3, len(indices), h, w, dtype=dtype)
+    for t, i in enumerate(indices):
+        out[0, :, t] = torch.from_numpy(reader[int(i)]).permute(2, 0, 1).to(dtype) / 127.5 - 1
+    return out
+
+
+def _to_uint8(pixels: torch.Tensor) -> np.ndarray:
+    """[3, T, H, W] in [-1, 1] → uint8 [T, H, W, 3], rounded."""
+    return ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    cameras: CameraPath
+    mask: np.ndarray  # bool [>= N, H, W]
+    plan: FramePlan
+    notes: tuple[str, ...]
+
+
+def _check_inputs(source: VideoReader, render: VideoReader, render_dir: Path) -> _Inputs:
+    """Validate the render folder against the source video; plan the frames."""
+    cameras_path = _require(render_dir / "cameras.json", "camera path (cameras.json)")
+    cameras = CameraPath.load(cameras_path)
+    width, height = render.frame_size
+    if width % SPATIAL_MULTIPLE or height % SPATIAL_MULTIPLE:
+        raise VideoError(f"{render.path}: {width}x{height} is not a multiple of {SPATIAL_MULTIPLE} on both sides; "
+                         "render at a size such as 832x480")
+    n = len(cameras)
+    notes = []
+    if len(render) < n:
+        raise VideoError(f"{render.path}: {len(render)} frames but {cameras_path} has {n}; re-run the render stage")
+    if len(render) > n:
+        notes.append(f"render.mp4 has {len(render)} frames, cameras.json {n}: using the first {n}")
+    idx = cameras.source_index
+    if idx.min() < 0 or idx.max() >= len(source):
+        raise VideoError(f"{cameras_path}: the time map shows source frames {idx.min()}..{idx.max()} but {source.path} "
+                         f"has {len(source)} frames; re-run the render stage for this video")
+    mask = read_render_mask(render_dir, (width, height))
+    if len(mask) < n:
+        raise VideoError(f"{render_dir}: the mask has {len(mask)} frames, {cameras_path} {n}; re-run the render stage")
+    plan = plan_frames(n)
+    notes.append(plan.describe())
+    notes.append(f"source: {len(source)} frames in {source.path.name}; the time map shows {len(np.unique(idx))} distinct "
+                 f"frame(s), indices {idx.min()}..{idx.max()}")
+    return _Inputs(cameras, mask, plan, tuple(notes))
+
+
+def _encode_caption(caption: str, weights: GenerateWeights, text_len: int, device: torch.device) -> torch.Tensor:
+    """[1, text_len, text_dim] float32 prompt embeddings; the encoder is released before returning."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    encoder = TextEncoder.from_dir(weights.wan_dir, device, dtype, cfg=weights.text_config, text_len=text_len)
+    try:
+        return encoder.encode([caption]).float()
+    finally:
+        encoder.release()
+
+
+def generate_to_file(
+    source_video: str | Path,
+    render_dir: str | Path,
+    caption: str,
+    weights: GenerateWeights,
+    out_path: str | Path,
+    options: GenerateOptions = GenerateOptions(),
+) -> GenerateResult:
+    """Generate the video for one render folder and write it (H.264, atomically) to ``out_path``."""
+    t_start = time.perf_counter()
+    render_dir, out_path = Path(render_dir), Path(out_path)
+    device = options.torch_device()
+    dtype = options.torch_dtype(device)
+    if options.use_tae and weights.tae is None:
+        raise FileNotFoundError("use_tae needs the TAEHV checkpoint taew2_1.pth (see README, 'Weights')")
+    dit_config = DiTConfig.from_json(weights.config_path)
+    with VideoReader(_require(render_dir / "render.mp4", "render video"), min_frames=1) as render, \
+            VideoReader(source_video, size=render.frame_size, resize=options.resize, min_frames=1) as source:
+        inputs = _check_inputs(source, render, render_dir)
+        plan, n = inputs.plan, inputs.plan.requested
+        for note in inputs.notes:
+            log.info(note)
+        frames = padded_indices(n, plan.generated)
+        text_embeds = _encode_caption(caption, weights, dit_config.text_len, device)
+        vae = WanVAE.from_checkpoint(weights.wan_dir / VAE_FILE, options.decode_mode, device, dtype)
+        ref_latents = vae.encode(_video_tensor(source, inputs.cameras.source_index[frames], dtype)).float()
+        render_latents = vae.encode(_video_tensor(render, frames, dtype)).float()
+        source_frames = len(source)
+    mask_latents = pack_mask(inputs.mask[frames].astype(np.float32), tuple(ref_latents.shape[-2:]))
+
+    if options.use_tae:
+        decoder = TAEHV.from_checkpoint(weights.tae, device, dtype).stream_decoder()
+        del vae
+    else:
+        decoder = vae.stream_decoder()
+    dit = CausalDiT.from_checkpoint(weights.dit, dit_config, device, dtype)
+    if options.compile_dit:
+        dit.compile_blocks()
+
+    generator = torch.Generator().manual_seed(options.seed)
+    noise = torch.randn(ref_latents.shape, generator=generator)
+    written = 0
+    first_frame = 0.0
+    t_loop = time.perf_counter()
+    width, height = render.frame_size
+    with VideoWriter(out_path, options.fps or inputs.cameras.fps, width, height, options.encode) as writer:
+
+        def on_block(block: int, x0: torch.Tensor) -> None:
+            nonlocal written, first_frame
+            for frame in _to_uint8(decoder.push(x0)[0])[: n - written]:
+                writer.write(frame)
+                written += 1
+            first_frame = first_frame or time.perf_counter() - t_loop
+            log.info("block %d/%d done, %d/%d frames written", block + 1, plan.blocks, written, n)
+
+        with torch.no_grad():
+            generate_latents(dit, text_embeds, ref_latents, render_latents, mask_latents, noise,
+                             generator_renoise(generator), on_block=on_block)
+        if written != n:
+            raise RuntimeError(f"{out_path}: {written} frames generated, expected {n}")
+    used = len(np.unique(inputs.cameras.source_index))
+    return GenerateResult(out_path, plan, written, source_frames, used, time.perf_counter() - t_start, first_frame, inputs.notes)
