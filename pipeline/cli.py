@@ -1,0 +1,281 @@
+"""Command line: ``python -m pipeline {run,caption,geometry,render,generate}`` (``run_pipeline.sh`` wraps ``run``).
+
+Every batch command takes the same options (the reference system's flags, same names and meanings,
+plus caching and trajectory options); ``run`` computes every stage, a stage command computes that
+stage and only reuses what it depends on. ``render`` also works alone on explicit files:
+``python -m pipeline render --video V --geometry G.npz --traj T.txt --out DIR``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional
+
+import typer
+
+from pipeline.stages.config import STAGES, RenderSettings, RunConfig
+from trajectories import PathOptions
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CHECKPOINTS = Path(os.environ.get("INSPATIO_CHECKPOINTS", REPO / "checkpoints"))
+_PATH_DEFAULTS = PathOptions()
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Camera- and time-controlled re-rendering of videos: caption -> geometry -> render -> generate.",
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _opt(name: str, annotation: Any, default: Any, help: str, *aliases: str) -> inspect.Parameter:
+    decl = [f"--{name}", *aliases]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[annotation, typer.Option(*decl, help=help)])
+
+
+BATCH_OPTIONS = [
+    _opt("input_dir", Optional[Path], None, "Folder of input videos (.mp4 .mov .mkv .webm .avi; not recursive). Required."),
+    _opt("traj_txt_path", Optional[str], None,
+         "Trajectory file (3 lines pitch/yaw/displacement, optional 4th time line) or a preset name "
+         "(trajectories/presets). Required.", "--traj"),
+    _opt("output_folder", Optional[Path], None, "Final outputs. [default: ./output/<input dir name>/<trajectory name>]"),
+    _opt("work_dir", Optional[Path], None,
+         "Cached stage outputs shared by all trajectories (captions, geometry, renders). [default: <output_folder>/../work]"),
+    _opt("geometry_dir", Optional[Path], None,
+         "Folder of provided geometry caches <video stem>.npz (+ .json sidecar) used instead of running DA3. "
+         "[default: <input_dir>/geometry if it exists]"),
+    _opt("captions_file", Optional[Path], None,
+         "JSON object mapping video file names to captions, used instead of Florence-2. "
+         "[default: <input_dir>/captions.json if it exists]"),
+    _opt("caption", Optional[str], None, "One caption for every video, used instead of Florence-2."),
+    _opt("checkpoints_dir", Path, DEFAULT_CHECKPOINTS,
+         "Root of the weights layout written by scripts/download.sh (env INSPATIO_CHECKPOINTS)."),
+    _opt("checkpoint_path", Optional[Path], None,
+         "Causal DiT weights. [default: <checkpoints_dir>/InSpatio-World-1.3B/InSpatio-World-1.3B.safetensors]"),
+    _opt("config_path", Optional[Path], None,
+         "Wan2.1 config.json; its folder also holds the VAE, umT5 encoder and tokenizer. "
+         "[default: <checkpoints_dir>/Wan2.1-T2V-1.3B/config.json]"),
+    _opt("da3_model_path", Optional[Path], None,
+         "Depth-Anything-3 model folder, or a preset name (e.g. da3-small) for random weights. "
+         "[default: <checkpoints_dir>/DA3]"),
+    _opt("florence_model_path", Optional[Path], None, "Florence-2 model folder. [default: <checkpoints_dir>/Florence-2-large]"),
+    _opt("tae_checkpoint_path", Optional[Path], None, "TAEHV decoder for --use_tae. [default: <checkpoints_dir>/taehv/taew2_1.pth]"),
+    _opt("skip_step1", bool, False, "Never recompute captions: reuse them, fail if missing or stale."),
+    _opt("skip_step2", bool, False, "Never recompute geometry (depth + poses): reuse it, fail if missing or stale."),
+    _opt("skip_step3", bool, False, "Never recompute generation: reuse it, fail if missing or stale."),
+    _opt("force", bool, False, "Recompute every stage this command runs, even when up to date."),
+    _opt("dry_run", bool, False, "Print the plan (which stages run or are reused, and why); compute nothing."),
+    _opt("relative_to_source", bool, False, "Trajectory rides on the moving source camera instead of camera 0."),
+    _opt("rotation_only", bool, False, "Rotate in place (tripod pan/tilt): no orbit translation; a dolly still applies."),
+    _opt("disable_adaptive_frame", bool, False, "Keep the frame count instead of resampling to 0.3-0.8 degrees/frame."),
+    _opt("freeze_repeat", int, 0, "Insert this many copies of the freeze frame (time stops, camera moves)."),
+    _opt("freeze_frame", Optional[int], None, "Source frame to freeze. [default: the middle frame]"),
+    _opt("num_frames", Optional[int], None, "Nominal output frame count. [default: the source frame count]"),
+    _opt("interpolation", Literal["exact", "reference"], _PATH_DEFAULTS.interpolation,
+         "Keyframe interpolation: exact (through every key, no overshoot) or reference (its smoothing spline)."),
+    _opt("radius_mode", Literal["scene", "absolute"], _PATH_DEFAULTS.radius,
+         "Displacement unit: scene (x the first frame's foreground depth) or absolute (scene units)."),
+    _opt("time_mode", Literal["forward", "reverse", "pingpong"], _PATH_DEFAULTS.time_mode, "Playback of the source."),
+    _opt("slowmo", float, _PATH_DEFAULTS.slowmo, "Slow-motion factor >= 1 (2 = half speed)."),
+    _opt("width", int, 832, "Working/output width in pixels (multiple of 16)."),
+    _opt("height", int, 480, "Working/output height in pixels (multiple of 16)."),
+    _opt("resize", Literal["stretch", "crop"], "stretch",
+         "Fit the source to width x height: stretch (as the reference) or centre-crop to the aspect first."),
+    _opt("fps", Optional[float], None, "Output frame rate. [default: the source's]"),
+    _opt("render_backend", str, "torch", "Point renderer backend (torch; pytorch3d when installed)."),
+    _opt("seed", int, 0, "Seed of the generator's noise."),
+    _opt("use_tae", bool, False, "Decode with the TAEHV tiny decoder instead of the Wan VAE (faster)."),
+    _opt("compile_dit", bool, False, "torch.compile the DiT."),
+    _opt("step1_gpus", str, "0", "GPU ids for captions; several (e.g. 0,1,2,3) shard videos over torchrun ranks."),
+    _opt("step2_gpus", str, "0", "GPU ids for geometry and rendering; several shard videos over torchrun ranks."),
+    _opt("step3_gpus", str, "0", "GPU ids visible to generation (CUDA_VISIBLE_DEVICES of its torchrun launch)."),
+    _opt("step3_nproc", int, 1, "Generation processes (torchrun ranks over --step3_gpus)."),
+    _opt("master_port", int, 29513, "torchrun master port."),
+    _opt("verbose", bool, False, "Debug logs.", "-v"),
+]
+
+RENDER_FILE_OPTIONS = [
+    _opt("video", Optional[Path], None, "Render one video on explicit files: the source video."),
+    _opt("geometry", Optional[Path], None, "... its geometry cache (.npz, DA3 format)."),
+    _opt("out", Optional[Path], None, "... and the folder for render.mp4, mask.mp4, mask.npz, cameras.json."),
+]
+
+
+def _gpus(text: str) -> list[str]:
+    return [g.strip() for g in text.split(",") if g.strip()]
+
+
+def _path_options(o: dict) -> dict:
+    return dataclasses.asdict(PathOptions(
+        n_frames=o["num_frames"], interpolation=o["interpolation"], radius=o["radius_mode"],
+        relative_to_source=o["relative_to_source"], rotation_only=o["rotation_only"],
+        adaptive_frames=not o["disable_adaptive_frame"], freeze_frame=o["freeze_frame"],
+        freeze_repeat=o["freeze_repeat"], time_mode=o["time_mode"], slowmo=o["slowmo"],
+    ))
+
+
+def _render_settings(o: dict) -> RenderSettings:
+    return RenderSettings(width=o["width"], height=o["height"], resize=o["resize"], fps=o["fps"], backend=o["render_backend"])
+
+
+def build_config(o: dict, stages: tuple[str, ...]) -> RunConfig:
+    """Resolve defaults (output/work folders, weights, provided geometry and captions) into a RunConfig."""
+    from pipeline.batch import PipelineError
+    from pipeline.layout import default_output_folder, default_work_dir
+    from pipeline.stages.weights import default_weight_paths
+
+    if o["input_dir"] is None or o["traj_txt_path"] is None:
+        raise PipelineError("--input_dir and --traj_txt_path are required")
+    input_dir = Path(o["input_dir"])
+    traj = Path(o["traj_txt_path"])
+    output = o["output_folder"] or default_output_folder(input_dir, traj)
+    defaults = default_weight_paths(o["checkpoints_dir"])
+    weights = dataclasses.replace(defaults, **{
+        field: o[flag] for field, flag in (("checkpoint", "checkpoint_path"), ("config", "config_path"),
+                                           ("da3", "da3_model_path"), ("florence", "florence_model_path"),
+                                           ("tae", "tae_checkpoint_path")) if o[flag] is not None})
+    geometry_dir = o["geometry_dir"] or (input_dir / "geometry" if (input_dir / "geometry").is_dir() else None)
+    captions_file = o["captions_file"] or (input_dir / "captions.json" if (input_dir / "captions.json").is_file() else None)
+    skip = tuple(s for s, flag in (("caption", "skip_step1"), ("geometry", "skip_step2"), ("generate", "skip_step3"))
+                 if o[flag])
+    return RunConfig(
+        input_dir=input_dir, traj_path=traj, output_folder=Path(output),
+        work_dir=Path(o["work_dir"] or default_work_dir(output)), weights=weights, geometry_dir=geometry_dir,
+        path_options=_path_options(o), render=_render_settings(o), caption=o["caption"],
+        captions_file=captions_file, seed=o["seed"], use_tae=o["use_tae"], compile_dit=o["compile_dit"],
+        force=o["force"], dry_run=o["dry_run"], skip=skip, stages=stages,
+        gpus={"1": _gpus(o["step1_gpus"]), "2": _gpus(o["step2_gpus"]), "3": _gpus(o["step3_gpus"])},
+        step3_nproc=o["step3_nproc"], master_port=o["master_port"], verbose=o["verbose"],
+    )
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _report(summaries: list[dict], dry_run: bool) -> int:
+    from pipeline.batch import exit_status, format_table, missing_weights_text
+
+    if dry_run:
+        typer.echo("Plan (nothing computed):")
+        for s in summaries:
+            typer.echo(f"  {s['video']}:" + (f" ERROR {s['error']}" if s["error"] else ""))
+            for stage, (action, reason) in s["stages"].items():
+                label = action if action in ("would run", "reuse") else "blocked"
+                typer.echo(f"    {stage:<9} {label:<9} {reason}")
+    typer.echo(format_table(summaries))
+    text = missing_weights_text(summaries, dry_run)
+    if text:
+        typer.echo(text)
+    return exit_status(summaries, dry_run)
+
+
+def run_batch_command(o: dict, stages: tuple[str, ...]) -> None:
+    """Shared body of the batch commands: configure, run, print the table, exit with its status."""
+    from pipeline.batch import exit_status, run_batch
+    from pipeline.dist import current_rank
+    from pipeline.logging_utils import setup_logging
+
+    setup_logging(o["verbose"])
+    try:
+        cfg = build_config(o, stages)
+        summaries = run_batch(cfg)
+    except (ValueError, OSError) as exc:  # run-level problems: input folder, trajectory, options, output folder
+        _fail(str(exc))
+    # Every rank holds every summary; only rank 0 prints them, all exit with the same status.
+    raise typer.Exit(_report(summaries, cfg.dry_run) if current_rank().rank == 0 else exit_status(summaries, cfg.dry_run))
+
+
+def _render_files(o: dict) -> None:
+    """``render --video V --geometry G --traj T --out DIR``: one render, cached by its manifest in DIR."""
+    from pipeline.dist import current_rank, device_for
+    from pipeline.logging_utils import setup_logging
+    from pipeline.stages import render as render_stage
+    from pipeline.stages.cached import Policy, run_cached
+    from pipeline.stages.source import open_source
+    from pipeline.video_io import file_sha256
+    from trajectories import find_trajectory, load_trajectory
+
+    setup_logging(o["verbose"])
+    if None in (o["video"], o["geometry"], o["out"], o["traj_txt_path"]):
+        _fail("render on explicit files needs --video, --geometry, --traj and --out")
+    try:
+        source = open_source(o["video"])
+        spec = load_trajectory(find_trajectory(o["traj_txt_path"]))
+        options = PathOptions(**_path_options(o))
+        settings = _render_settings(o)
+        render_stage.check_settings(settings)
+        geometry_file = Path(o["geometry"])
+        if not geometry_file.is_file():
+            raise FileNotFoundError(f"geometry cache {geometry_file} not found; check --geometry")
+        device = device_for(current_rank(), _gpus(o["step2_gpus"]))
+        key = render_stage.render_key(source, file_sha256(geometry_file), spec, options, settings)
+        outcome = run_cached(
+            "render", o["out"], key, render_stage.OUTPUTS,
+            lambda out: render_stage.produce_render(out, source, geometry_file, spec, options, settings, device),
+            Policy(force=o["force"], dry_run=o["dry_run"]),
+        )
+    except (ValueError, OSError, RuntimeError) as exc:
+        _fail(str(exc))
+    verb = {"run": "would render" if o["dry_run"] else "rendered", "reuse": "reused"}[outcome.action]
+    typer.echo(f"{verb} {o['out']} ({outcome.reason})")
+
+
+def _command(stages: tuple[str, ...], extra: list[inspect.Parameter] = ()):
+    params = [*BATCH_OPTIONS, *extra]
+
+    def command(**o: Any) -> None:
+        if o.get("video") is not None:
+            _render_files(o)
+        else:
+            run_batch_command(o, stages)
+
+    command.__signature__ = inspect.Signature(params)
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command
+
+
+_STAGE_HELP = {
+    "caption": "Step 1: one caption per video (given with --caption/--captions_file, else Florence-2).",
+    "geometry": "Step 2a: depth, intrinsics and poses per frame (a provided cache, else Depth-Anything-3).",
+    "render": "Step 2b: render the geometry along the trajectory (render.mp4, mask.mp4, cameras.json). "
+              "Also on explicit files: render --video V --geometry G.npz --traj T.txt --out DIR.",
+    "generate": "Step 3: the generated video from source, render and caption (causal DiT).",
+}
+
+app.command("run", help="Every stage over --input_dir; cached stages are reused (see README: caching).")(_command(STAGES))
+for _stage in STAGES:
+    app.command(_stage, help=_STAGE_HELP[_stage] + " Reuses, never recomputes, the stages it depends on.")(
+        _command((_stage,), RENDER_FILE_OPTIONS if _stage == "render" else []))
+
+
+@app.command("worker", hidden=True)
+def worker(config: Path, stage: str, results: Path) -> None:
+    """One torchrun rank of one stage (launched by the batch runner for --stepN_gpus lists)."""
+    from pipeline.batch import run_worker
+    from pipeline.logging_utils import setup_logging
+
+    cfg = RunConfig.from_json(config.read_text())
+    setup_logging(cfg.verbose)
+    run_worker(cfg, stage, results)
+
+
+@app.command("presets")
+def presets() -> None:
+    """List the bundled trajectory presets (usable as --traj_txt_path NAME)."""
+    from trajectories import list_presets
+
+    for name, path in list_presets().items():
+        typer.echo(f"{name:<24} {path}")
+
+
+def main() -> None:
+    logging.captureWarnings(True)
+    app()

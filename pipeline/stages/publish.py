@@ -1,0 +1,74 @@
+"""Final outputs of one video for one trajectory: the result, the conditions used, and a preview."""
+
+from __future__ import annotations
+
+import shutil
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.fsutil import atomic_write
+from pipeline.layout import GENERATED_FILE
+from pipeline.manifest import StageKey
+from pipeline.stages.config import RenderSettings
+from pipeline.stages.source import SourceVideo
+from pipeline.video_io import EncodeOptions, VideoReader, VideoWriter
+from trajectories import CameraPath
+
+VERSION = 1
+COPIED = ["render.mp4", "mask.mp4", "cameras.json"]
+CHUNK = 16
+# The preview is for people; the conditions and the source keep the writer's default fidelity.
+PREVIEW_ENCODE = EncodeOptions(crf=20, preset="ultrafast")
+
+
+def outputs(with_result: bool) -> list[str]:
+    return [*COPIED, "source.mp4", "preview.mp4"] + ([GENERATED_FILE] if with_result else [])
+
+
+def publish_key(source: SourceVideo, render_digest: str | None, generate_digest: str | None,
+                settings: RenderSettings) -> StageKey:
+    return StageKey(
+        "publish",
+        VERSION,
+        inputs={"video": source.sha256, "render": render_digest, "generated": generate_digest},
+        params={"width": settings.width, "height": settings.height, "resize": settings.resize},
+    )
+
+
+def _copy(src: Path, dst: Path) -> None:
+    with atomic_write(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def _panels(readers: list[VideoReader], indices: range) -> np.ndarray:
+    return np.concatenate([r.get_batch(list(indices)) for r in readers], axis=2)
+
+
+def produce_outputs(out_dir: Path, source: SourceVideo, render_dir: Path, generated: Path | None,
+                    settings: RenderSettings) -> None:
+    """Copy the conditions and result; write source.mp4 (time-mapped) and preview.mp4 side by side."""
+    out_dir = Path(out_dir)
+    for name in COPIED:
+        _copy(render_dir / name, out_dir / name)
+    if generated is not None:
+        _copy(generated, out_dir / GENERATED_FILE)
+    path = CameraPath.load(render_dir / "cameras.json")
+    size = (path.width, path.height)
+    with VideoReader(source.path, size=size, resize=settings.resize) as src, \
+            VideoWriter(out_dir / "source.mp4", path.fps, *size) as writer:
+        for i in range(0, len(path), CHUNK):
+            for frame in src.get_batch(path.source_index[i:i + CHUNK].tolist()):
+                writer.write(frame)
+    panels = [out_dir / "source.mp4", render_dir / "render.mp4", render_dir / "mask.mp4"]
+    if generated is not None:
+        panels.append(generated)
+    with ExitStack() as stack:
+        readers = [stack.enter_context(VideoReader(p, size=size)) for p in panels]
+        n = min(len(r) for r in readers)
+        writer = stack.enter_context(
+            VideoWriter(out_dir / "preview.mp4", path.fps, size[0] * len(readers), size[1], PREVIEW_ENCODE))
+        for i in range(0, n, CHUNK):
+            for frame in _panels(readers, range(i, min(n, i + CHUNK))):
+                writer.write(frame)
