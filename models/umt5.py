@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import html
+import logging
 import math
 import re
 from dataclasses import asdict, dataclass
@@ -26,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.manifest import CheckpointError, check_state_dict, load_manifest, model_shapes
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "models_t5_umt5-xxl-enc-bf16.pth"
 TOKENIZER_SUBDIR = "google/umt5-xxl"
@@ -54,6 +57,21 @@ class UMT5Config:
             raise ValueError("umT5 config: shared_pos=true (one position bias for all layers) is not umT5; expected false")
         fields = {k: d[k] for k in asdict(cls()) if k in d}
         return cls(**fields)
+
+    @classmethod
+    def from_state_dict(cls, sd: Mapping[str, torch.Tensor], source: str | Path = "umT5 checkpoint") -> "UMT5Config":
+        """Read the sizes off the tensors: vocab/dim from ``token_embedding``, attention and FFN widths from
+        block 0, heads and buckets from its relative position table ``[num_buckets, num_heads]``."""
+        try:
+            vocab, dim = sd["token_embedding.weight"].shape
+            num_buckets, num_heads = sd["blocks.0.pos_embedding.embedding.weight"].shape
+            dim_attn = sd["blocks.0.attn.q.weight"].shape[0]
+            dim_ffn = sd["blocks.0.ffn.fc1.weight"].shape[0]
+        except KeyError as e:
+            raise CheckpointError(f"{source}: key {e} missing; not a Wan umT5 encoder checkpoint") from e
+        layers = {int(k.split(".")[1]) for k in sd if k.startswith("blocks.")}
+        return cls(vocab=vocab, dim=dim, dim_attn=dim_attn, dim_ffn=dim_ffn, num_heads=num_heads,
+                   num_layers=max(layers) + 1, num_buckets=num_buckets)
 
 
 class RMSNorm(nn.Module):
@@ -179,11 +197,14 @@ class UMT5Encoder(nn.Module):
         dtype: torch.dtype = torch.bfloat16,
         source: str | Path = "umT5 checkpoint",
     ) -> "UMT5Encoder":
-        """Strict load. ``cfg=None`` means the full-size encoder, checked against the official manifest
-        (242 keys); a given ``cfg`` (tiny test models) is checked against the module's own layout."""
+        """Strict load. ``cfg=None`` reads the sizes off the file: the full-size sizes are checked against the
+        official manifest (242 keys), any other size (tiny test models) against the module's own layout."""
+        cfg = cfg or UMT5Config.from_state_dict(state_dict, source)
         with torch.device("meta"):
-            model = cls(cfg or UMT5Config())
-        expected = load_manifest("umt5") if cfg is None else model_shapes(model)
+            model = cls(cfg)
+        expected = load_manifest("umt5") if cfg == UMT5Config() else model_shapes(model)
+        if cfg != UMT5Config():
+            log.warning("%s: not the full-size umT5-XXL encoder (%s)", source, cfg)
         check_state_dict(state_dict, expected, source)
         model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in state_dict.items()}, assign=True)
         return model.eval().requires_grad_(False)
@@ -235,7 +256,7 @@ class TextEncoder:
         text_len: int = TEXT_LEN,
     ) -> "TextEncoder":
         """Load from a Wan2.1 folder: ``<wan_dir>/models_t5_umt5-xxl-enc-bf16.pth`` and the tokenizer files in
-        ``<wan_dir>/google/umt5-xxl/`` (local files only). ``cfg`` is for tiny test models only."""
+        ``<wan_dir>/google/umt5-xxl/`` (local files only). ``cfg=None`` reads the sizes off the checkpoint."""
         from transformers import AutoTokenizer
 
         wan_dir = Path(wan_dir)

@@ -37,7 +37,7 @@ from models.conditions import pack_mask
 from models.dit import CausalDiT, DiTConfig
 from models.sampler import BLOCK_FRAMES, generate_latents, generator_renoise
 from models.taehv import TAEHV
-from models.umt5 import TextEncoder, UMT5Config
+from models.umt5 import TextEncoder
 from models.wan_vae import TEMPORAL_STRIDE, WanVAE
 from pipeline.render_output import load_mask
 from pipeline.video_io import EncodeOptions, VideoError, VideoReader, VideoWriter
@@ -54,18 +54,17 @@ CONFIG_FILE = "config.json"
 class GenerateWeights:
     """Weight files. ``wan_dir`` is the Wan2.1-T2V-1.3B folder (``config.json``, ``Wan2.1_VAE.pth``,
     the umT5 encoder and ``google/umt5-xxl/`` tokenizer); ``config`` overrides its config.json;
-    ``tae`` is ``taew2_1.pth`` (needed with ``use_tae``); ``text_config`` is for tiny test encoders."""
+    ``tae`` is ``taew2_1.pth`` (needed with ``use_tae``)."""
 
     dit: Path
     wan_dir: Path
     tae: Path | None = None
     config: Path | None = None
-    text_config: UMT5Config | None = None
 
     @classmethod
-    def from_paths(cls, dit, wan_dir, tae=None, config=None, text_config: UMT5Config | None = None) -> "GenerateWeights":
+    def from_paths(cls, dit, wan_dir, tae=None, config=None) -> "GenerateWeights":
         """Build from str or Path arguments."""
-        return cls(Path(dit), Path(wan_dir), None if tae is None else Path(tae), None if config is None else Path(config), text_config)
+        return cls(Path(dit), Path(wan_dir), None if tae is None else Path(tae), None if config is None else Path(config))
 
     @property
     def config_path(self) -> Path:
@@ -226,7 +225,7 @@ def _check_inputs(source: VideoReader, render: VideoReader, render_dir: Path) ->
 def _encode_caption(caption: str, weights: GenerateWeights, text_len: int, device: torch.device) -> torch.Tensor:
     """[1, text_len, text_dim] float32 prompt embeddings; the encoder is released before returning."""
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    encoder = TextEncoder.from_dir(weights.wan_dir, device, dtype, cfg=weights.text_config, text_len=text_len)
+    encoder = TextEncoder.from_dir(weights.wan_dir, device, dtype, text_len=text_len)
     try:
         return encoder.encode([caption]).float()
     finally:

@@ -56,7 +56,7 @@ def weights(tmp_path_factory) -> GenerateWeights:
     dit = CausalDiT(DIT)
     save_file({f"model.{k}": v.contiguous() for k, v in dit.state_dict().items()}, root / "dit.safetensors")
     torch.save({k: v.half() for k, v in TAEHV().state_dict().items()}, root / "taew2_1.pth")
-    return GenerateWeights.from_paths(root / "dit.safetensors", wan, tae=root / "taew2_1.pth", text_config=TEXT)
+    return GenerateWeights.from_paths(root / "dit.safetensors", wan, tae=root / "taew2_1.pth")
 
 
 def _spy(monkeypatch) -> dict:
@@ -143,7 +143,7 @@ def test_generate_with_taehv_decoder(tmp_path, weights, monkeypatch):
     assert video.shape == (5, SIZE, SIZE, 3) and np.abs(video.astype(float) - want).max() <= 3
     assert seen["mask"][0, 0, :, :, 0].eq(1).all() and seen["mask"][0, -1, :, :, 1].eq(1).all()
     with pytest.raises(FileNotFoundError, match="taew2_1.pth"):
-        generate_to_file(source, render_dir, "a car", GenerateWeights(weights.dit, weights.wan_dir, text_config=TEXT),
+        generate_to_file(source, render_dir, "a car", GenerateWeights(weights.dit, weights.wan_dir),
                          out, GenerateOptions(use_tae=True, device="cpu"))
 
 

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.generate_output import GenerateWeights
 from pipeline.video_io import probe_video
 from pipeline_inputs import ARGS, make_input, table, write_traj
-from test_generate import TEXT, weights  # noqa: F401  (tiny DiT, VAE, umT5 in the published layout)
+from test_generate import weights  # noqa: F401  (tiny DiT, VAE, umT5 in the published layout)
 
 
-@pytest.fixture
-def tiny_text_encoder(monkeypatch):
-    """The umT5 architecture cannot be read from its checkpoint; hand the loader the tiny test config."""
-    real = GenerateWeights.from_paths.__func__
-    monkeypatch.setattr(GenerateWeights, "from_paths",
-                        classmethod(lambda cls, *a, **k: real(cls, *a, **{**k, "text_config": TEXT})))
-
-
-def test_run_with_generation(tmp_path, weights, tiny_text_encoder):  # noqa: F811
+def test_run_with_generation(tmp_path, weights):  # noqa: F811
     inp = make_input(tmp_path / "in", names=("a",))
     out = tmp_path / "out"
     args = ["run", "--input_dir", str(inp), "--traj_txt_path", str(write_traj(tmp_path / "orbit.txt")),

@@ -67,8 +67,10 @@ def test_strict_loading_names_first_problem():
     bad = dict(sd, **{"norm.weight": torch.ones(65)})
     with pytest.raises(CheckpointError, match=r"'norm.weight' has shape \[65\], expected \[64\]"):
         UMT5Encoder.from_state_dict(bad, TINY)
-    with pytest.raises(CheckpointError, match="expected key"):  # tiny file against the full-size manifest
-        UMT5Encoder.from_state_dict(sd)
+    full = {k: torch.empty(shape, device="meta") for k, shape in load_manifest("umt5").items()}
+    del full["blocks.23.attn.o.weight"]  # a full-size file is checked against the official manifest
+    with pytest.raises(CheckpointError, match="missing, first: 'blocks.23.attn.o.weight'"):
+        UMT5Encoder.from_state_dict(full)
 
 
 def test_relative_position_buckets_known_values():
@@ -92,7 +94,8 @@ def _wan_dir(tmp_path: Path, sd: dict, dtype=torch.bfloat16) -> Path:
 
 def test_from_dir_encode_zeroes_padding_and_matches_unpadded(tmp_path):
     sd = _random_sd()
-    enc = TextEncoder.from_dir(_wan_dir(tmp_path, sd), device="cpu", dtype=torch.float32, cfg=TINY)
+    enc = TextEncoder.from_dir(_wan_dir(tmp_path, sd), device="cpu", dtype=torch.float32)
+    assert enc.model.config == TINY  # sizes read off the checkpoint
     # bf16 file → fp32 module holding exactly the bf16 values
     w = enc.model.blocks[0].attn.q.weight
     assert w.dtype == torch.float32
@@ -112,7 +115,7 @@ def test_from_dir_encode_zeroes_padding_and_matches_unpadded(tmp_path):
 
 
 def test_truncation_keeps_end_token(tmp_path):
-    enc = TextEncoder.from_dir(_wan_dir(tmp_path, _random_sd()), dtype=torch.float32, cfg=TINY, text_len=16)
+    enc = TextEncoder.from_dir(_wan_dir(tmp_path, _random_sd()), dtype=torch.float32, text_len=16)
     ids, mask = enc.tokenize(["The camera slowly orbits a wooden table with a cup of coffee. " * 4])
     assert ids.shape == (1, 16) and mask.all() and ids[0, -1] == enc.tokenizer.eos_token_id
 
@@ -120,15 +123,15 @@ def test_truncation_keeps_end_token(tmp_path):
 def test_bf16_close_to_fp32(tmp_path):
     wan = _wan_dir(tmp_path, _random_sd())
     prompts = ["Two people walk past a shop window in the city."]
-    ref = TextEncoder.from_dir(wan, dtype=torch.float32, cfg=TINY).encode(prompts)
-    half = TextEncoder.from_dir(wan, dtype=torch.bfloat16, cfg=TINY).encode(prompts)
+    ref = TextEncoder.from_dir(wan, dtype=torch.float32).encode(prompts)
+    half = TextEncoder.from_dir(wan, dtype=torch.bfloat16).encode(prompts)
     assert half.dtype == torch.bfloat16
     err = (half.float() - ref).norm() / ref.norm()
     assert err < 0.02
 
 
 def test_release_frees_weights(tmp_path):
-    enc = TextEncoder.from_dir(_wan_dir(tmp_path, _random_sd()), dtype=torch.float32, cfg=TINY)
+    enc = TextEncoder.from_dir(_wan_dir(tmp_path, _random_sd()), dtype=torch.float32)
     ref = weakref.ref(enc.model)
     enc.release()
     assert ref() is None
@@ -141,8 +144,18 @@ def test_missing_files_are_named(tmp_path):
         TextEncoder.from_dir(tmp_path)
     shutil.copytree(ASSETS / "tiny_umt5_tokenizer", tmp_path / TOKENIZER_SUBDIR)
     with pytest.raises(CheckpointError, match=CHECKPOINT_NAME):
-        TextEncoder.from_dir(tmp_path, cfg=TINY)
+        TextEncoder.from_dir(tmp_path)
 
 
 def test_clean_prompt():
     assert clean_prompt("  a\n\tb &amp;amp; c  ") == "a b & c"
+
+
+def test_config_read_off_checkpoint_and_full_size_checked_against_manifest():
+    assert UMT5Config.from_state_dict(_random_sd()) == TINY
+    from models.manifest import load_manifest
+
+    full = {k: torch.empty(shape, device="meta") for k, shape in load_manifest("umt5").items()}
+    assert UMT5Config.from_state_dict(full) == UMT5Config()
+    with pytest.raises(CheckpointError, match="token_embedding"):
+        UMT5Config.from_state_dict({k: v for k, v in full.items() if k != "token_embedding.weight"})
