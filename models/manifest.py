@@ -11,6 +11,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import torch
+
 MANIFESTS = {
     "dit": "inspatio_world_1.3b_dit.tsv",
     "vae": "wan2.1_vae.tsv",
@@ -69,3 +71,25 @@ def model_shapes(module) -> dict[str, tuple[int, ...]]:
     """Key → shape of a module's own state dict (the expected layout for a tiny config)."""
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
+
+
+def read_state_dict(path: str | Path, what: str, fix: str) -> dict:
+    """Read a checkpoint's tensors: ``.safetensors``, or a torch ``.pth`` memory-mapped with ``weights_only``.
+
+    ``what`` names the file in errors ("VAE checkpoint"), ``fix`` says how to get it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: {what} not found ({fix})")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state_dict = load_file(str(path))
+        else:
+            state_dict = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path}: cannot read the {what} ({e}); delete it and download it again") from e
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointError(f"{path}: expected a state dict of tensors, got {type(state_dict).__name__}")
+    return dict(state_dict)

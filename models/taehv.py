@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.manifest import CheckpointError, check_state_dict, load_manifest, model_shapes
+from models.manifest import check_state_dict, load_manifest, read_state_dict
 
 LATENT_CHANNELS = 16
 TEMPORAL_STRIDE = 4
@@ -146,14 +146,7 @@ class TAEHV(nn.Module):
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32) -> "TAEHV":
         """Load ``taew2_1.pth`` (fp16 on disk; use ``dtype=torch.float16`` on a GPU)."""
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: TAEHV checkpoint not found (download taew2_1.pth, see README 'Weights')")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            state_dict = load_file(str(path))
-        else:
-            state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        state_dict = read_state_dict(path, "TAEHV checkpoint", "download taew2_1.pth, see README 'Weights'")
         return cls.from_state_dict(state_dict, source=path).to(device=device, dtype=dtype)
 
     # ---- native interface: [N, T, C, H, W] in [0, 1] ---------------------------------------------

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.manifest import CheckpointError, check_state_dict, load_manifest, model_shapes
+from models.manifest import CheckpointError, check_state_dict, load_manifest, model_shapes, read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -218,14 +218,8 @@ class UMT5Encoder(nn.Module):
         dtype: torch.dtype = torch.bfloat16,
     ) -> "UMT5Encoder":
         """Load ``models_t5_umt5-xxl-enc-bf16.pth`` (memory-mapped, so peak host memory stays near one copy)."""
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: umT5 encoder checkpoint not found (expected '{CHECKPOINT_NAME}' in the "
-                                  "Wan2.1-T2V-1.3B folder; see README, 'Weights')")
-        try:
-            sd = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-        except Exception as e:
-            raise CheckpointError(f"{path}: cannot read as a torch state dict ({e})") from e
+        sd = read_state_dict(path, "umT5 encoder checkpoint",
+                             f"expected '{CHECKPOINT_NAME}' in the Wan2.1-T2V-1.3B folder; see README, 'Weights'")
         return cls.from_state_dict(sd, cfg, device, dtype, source=path)
 
 

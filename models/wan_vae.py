@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.manifest import CheckpointError, check_state_dict, load_manifest, model_shapes
+from models.manifest import check_state_dict, load_manifest, model_shapes, read_state_dict
 
 DecodeMode = Literal["inspatio", "wan21"]
 DECODE_MODES = ("inspatio", "wan21")
@@ -297,16 +297,7 @@ class WanVAE(nn.Module):
     def from_checkpoint(cls, path: str | Path, decode_mode: DecodeMode = "inspatio",
                         device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> "WanVAE":
         """Load ``Wan2.1_VAE.pth`` (or a ``.safetensors`` with the same keys)."""
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: VAE checkpoint not found (download Wan2.1_VAE.pth, see README 'Weights')")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            state_dict = load_file(str(path))
-        else:
-            state_dict = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state_dict, Mapping):
-            raise CheckpointError(f"{path}: expected a state dict of tensors, got {type(state_dict).__name__}")
+        state_dict = read_state_dict(path, "VAE checkpoint", "download Wan2.1_VAE.pth, see README 'Weights'")
         return cls.from_state_dict(state_dict, decode_mode, source=path).to(device=device, dtype=dtype)
 
     # ---- latent normalisation --------------------------------------------------------------------

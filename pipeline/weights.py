@@ -93,8 +93,6 @@ def _torch_state_dict(path: Path) -> Mapping:
 def _manifest(kind: str, manifests: Optional[Mapping[str, Mapping]]) -> Mapping:
     if manifests is not None and kind in manifests:
         return manifests[kind]
-    if kind == "taehv":
-        import models.taehv  # noqa: F401  (registers the TAEHV manifest)
     from models.manifest import load_manifest
 
     return load_manifest(kind)

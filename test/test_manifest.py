@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from models.manifest import CheckpointError, check_state_dict, load_manifest, strip_prefix
+from models.manifest import CheckpointError, check_state_dict, load_manifest, read_state_dict, strip_prefix
 
 
 def test_manifests_have_expected_counts():
@@ -24,3 +24,21 @@ def test_check_names_first_problem():
 
 def test_strip_prefix():
     assert set(strip_prefix({"model.x": 1, "y": 2}, "model.")) == {"x", "y"}
+
+
+def test_read_state_dict_formats_and_errors(tmp_path):
+    from safetensors.torch import save_file
+
+    sd = {"a": torch.arange(3.0)}
+    torch.save(sd, tmp_path / "x.pth")
+    save_file(sd, tmp_path / "x.safetensors")
+    for name in ("x.pth", "x.safetensors"):
+        assert torch.equal(read_state_dict(tmp_path / name, "test file", "fix")["a"], sd["a"])
+    with pytest.raises(CheckpointError, match="y.pth: test file not found \\(get it here\\)"):
+        read_state_dict(tmp_path / "y.pth", "test file", "get it here")
+    (tmp_path / "bad.pth").write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.pth: cannot read the test file"):
+        read_state_dict(tmp_path / "bad.pth", "test file", "fix")
+    torch.save([1, 2], tmp_path / "list.pth")
+    with pytest.raises(CheckpointError, match="expected a state dict"):
+        read_state_dict(tmp_path / "list.pth", "test file", "fix")
