@@ -12,10 +12,11 @@ padded with copies of their last frame to that length, and only the N requested 
 reference latents are encoded from the source frames in time-map order, so freeze, reverse and slow
 motion reach the model exactly as they reached the renderer.
 
-Order of work (for memory): the text encoder encodes the caption and is released; the VAE encodes the
+Order of work (for memory): the text encoder encodes the caption and is released; the autoencoder
+(Wan VAE, or TAEHV with ``use_tae`` for encoding and decoding, as in the reference) encodes the
 source (once) and the render; then the DiT runs block by block and every finished block is decoded
-(Wan VAE stream decoder, or TAEHV with ``use_tae``) and appended to the output file, so the first
-frames exist early and memory does not grow with video length. Pixels are rounded to uint8.
+by the autoencoder's stream decoder and appended to the output file, so the first frames exist early
+and memory does not grow with video length. Pixels are rounded to uint8.
 
 Seeds: ``seed`` seeds one CPU generator that draws the initial noise and then every re-noise tensor,
 so results do not depend on the device. Bit-exact equality with the reference's random stream is not
@@ -256,17 +257,13 @@ def generate_to_file(
             log.info(note)
         frames = padded_indices(n, plan.generated)
         text_embeds = _encode_caption(caption, weights, dit_config.text_len, device)
-        vae = WanVAE.from_checkpoint(weights.wan_dir / VAE_FILE, options.decode_mode, device, dtype)
-        ref_latents = vae.encode(_video_tensor(source, inputs.cameras.source_index[frames], dtype)).float()
-        render_latents = vae.encode(_video_tensor(render, frames, dtype)).float()
+        codec = (TAEHV.from_checkpoint(weights.tae, device, dtype) if options.use_tae
+                 else WanVAE.from_checkpoint(weights.wan_dir / VAE_FILE, options.decode_mode, device, dtype))
+        ref_latents = codec.encode(_video_tensor(source, inputs.cameras.source_index[frames], dtype)).float()
+        render_latents = codec.encode(_video_tensor(render, frames, dtype)).float()
         source_frames = len(source)
     mask_latents = pack_mask(inputs.mask[frames].astype(np.float32), tuple(ref_latents.shape[-2:]))
-
-    if options.use_tae:
-        decoder = TAEHV.from_checkpoint(weights.tae, device, dtype).stream_decoder()
-        del vae
-    else:
-        decoder = vae.stream_decoder()
+    decoder = codec.stream_decoder()
     dit = CausalDiT.from_checkpoint(weights.dit, dit_config, device, dtype)
     if options.compile_dit:
         dit.compile_blocks()

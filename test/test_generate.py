@@ -139,6 +139,9 @@ def test_generate_with_taehv_decoder(tmp_path, weights, monkeypatch):
     assert result.frames_written == 5 and result.plan.generated == 9 and result.source_frames_used == 5
     video = read_video(out)
     tae = TAEHV.from_checkpoint(weights.tae)
+    padded = np.array([0, 2, 4, 6, 7] + [7] * 4)  # with use_tae the reference latents come from TAEHV too
+    src = torch.from_numpy(read_video(source)[padded]).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    assert torch.allclose(seen["ref"], tae.encode(src), atol=1e-5)
     want = ((tae.decode(seen["latents"])[0, :, :5] + 1) * 127.5).round().permute(1, 2, 3, 0).numpy()
     assert video.shape == (5, SIZE, SIZE, 3) and np.abs(video.astype(float) - want).max() <= 3
     assert seen["mask"][0, 0, :, :, 0].eq(1).all() and seen["mask"][0, -1, :, :, 1].eq(1).all()
