@@ -32,7 +32,15 @@ FIX_HINT = "rerun the geometry stage with --force"
 
 
 class GeometryCacheError(ValueError):
-    """A geometry cache file is missing, malformed or does not match its video."""
+    """A geometry cache file is missing, malformed or does not match its video.
+
+    ``problem`` is the finding alone, without the file name and the suggested fix, so that a
+    producer (e.g. the DA3 stage) can report it in its own terms.
+    """
+
+    def __init__(self, message: str, problem: str = "") -> None:
+        super().__init__(message)
+        self.problem = problem or message
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,7 @@ def sidecar_path(path: str | Path) -> Path:
 
 
 def _fail(source: str, problem: str, fix: str = FIX_HINT) -> GeometryCacheError:
-    return GeometryCacheError(f"{source}: {problem}; {fix}")
+    return GeometryCacheError(f"{source}: {problem}; {fix}", problem)
 
 
 def _float_array(source: str, name: str, value: np.ndarray, dtype: type) -> np.ndarray:
@@ -229,7 +237,13 @@ def save_geometry(path: str | Path, cache: GeometryCache, depth_dtype: type = np
         raise ValueError(f"{path}: a geometry cache path must end in .npz")
     if depth_dtype not in (np.float16, np.float32):
         raise ValueError(f"{path}: depth_dtype must be numpy.float16 or numpy.float32, got {depth_dtype}")
-    cache = validate_geometry(cache, source=f"geometry to be saved at {path}")
+    try:
+        cache = validate_geometry(cache, source=str(path))
+    except GeometryCacheError as exc:
+        raise GeometryCacheError(
+            f"geometry to be saved at {path}: {exc.problem}; nothing was written (the producer's output is invalid)",
+            exc.problem,
+        ) from None
     if depth_dtype == np.float16 and cache.depth.max() > np.finfo(np.float16).max:
         raise GeometryCacheError(f"{path}: depth up to {cache.depth.max():.4g} does not fit float16; save as float32")
     meta = dataclasses.replace(cache.meta, frame_count=cache.num_frames, format_version=FORMAT_VERSION)

@@ -39,7 +39,7 @@ import torch
 from safetensors import safe_open
 from tqdm import tqdm
 
-from geometry.cache import GeometryCache, GeometryMeta
+from geometry.cache import GeometryCache, GeometryCacheError, GeometryMeta, validate_geometry
 from geometry.registration import ChunkStitcher, chunk_ranges
 from geometry.smoothing import smooth_poses
 
@@ -51,11 +51,13 @@ DEFAULT_CHUNK_SIZE = 128
 DEFAULT_OVERLAP = 32
 REFERENCE_MODEL = "da3nested-giant-large"
 WEIGHTS_FILE = "model.safetensors"
+RANDOM_INIT = "random-init"
 CONFIG_FILE = "config.json"
 
 
 class DA3Error(ValueError):
-    """A DA3 model folder or preset cannot be loaded, or the input frames are unusable."""
+    """A DA3 model folder or preset cannot be loaded, the input frames are unusable, or the model's
+    output is implausible."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,16 @@ class DA3Model:
     def is_metric(self) -> bool:
         return self.name.startswith(("da3nested", "da3metric"))
 
+    @property
+    def random_weights(self) -> bool:
+        return self.source == RANDOM_INIT
+
+    def describe(self) -> str:
+        """Which model this is, for messages: the preset and where its weights came from."""
+        if self.random_weights:
+            return f"Depth-Anything-3 preset '{self.name}' (random weights)"
+        return f"Depth-Anything-3 model {self.source} ({self.name})"
+
 
 def _quiet_package_logger() -> None:
     """The package prints INFO/WARN lines on stdout (e.g. about its unused Gaussian-splat head); keep errors only unless DA3_LOG_LEVEL is set."""
@@ -85,6 +97,11 @@ def presets() -> list[str]:
     from depth_anything_3.registry import MODEL_REGISTRY
 
     return list(MODEL_REGISTRY)
+
+
+def is_preset(model_dir_or_preset: Union[str, Path]) -> bool:
+    """True when ``load_da3`` would build random weights: a preset name and not an existing folder."""
+    return not Path(model_dir_or_preset).is_dir() and str(model_dir_or_preset) in presets()
 
 
 @contextlib.contextmanager
@@ -207,9 +224,9 @@ def load_da3(model_dir_or_preset: Union[str, Path], device: Union[str, torch.dev
         net.load_state_dict(state, strict=True, assign=True)
         net = net.to(device=device, dtype=torch.float32)
         return DA3Model(net.eval(), name, str(path), device)
-    if str(model_dir_or_preset) in presets():
+    if is_preset(model_dir_or_preset):
         name = str(model_dir_or_preset)
-        return DA3Model(build_network(name).to(device), name, "random-init", device)
+        return DA3Model(build_network(name).to(device), name, RANDOM_INIT, device)
     raise DA3Error(
         f"{model_dir_or_preset}: neither a DA3 model folder nor a preset ({', '.join(presets())}); "
         "get the weights with: bash scripts/download.sh da3"
@@ -250,6 +267,11 @@ def preprocess_frames(frames: np.ndarray, process_res: int = DEFAULT_PROCESS_RES
         raise DA3Error(f"frames must be uint8 [n,H,W,3], got {frames.dtype} {list(frames.shape)}")
     height, width = frames.shape[1:3]
     (h1, w1), (h2, w2) = _resize_plan(height, width, process_res)
+    if min(h2, w2) < PATCH_SIZE:
+        raise DA3Error(
+            f"process_res {process_res} is too small for {width}x{height} frames: they would be processed at "
+            f"{w2}x{h2}, and the network needs sides of at least {PATCH_SIZE} px; use a larger process_res"
+        )
     out = np.empty((len(frames), 3, h2, w2), np.float32)
     for i, frame in enumerate(frames):
         img = _resize(np.ascontiguousarray(frame), h1, w1, enlarge=h1 * w1 > height * width)
@@ -317,7 +339,8 @@ def estimate_geometry(
     ``len``/``[i]``/``get_batch`` is read one chunk at a time). ``chunk_size``/``overlap``: frames per
     network call and frames shared by consecutive calls. ``smoothing_sigma`` > 0 smooths the poses
     (``geometry.smoothing``; off by default). ``meta``: source video fields; producer, frame count
-    and the estimation parameters are filled in here.
+    and the estimation parameters are filled in here. The result is not validated: see
+    :func:`validate_output`.
     """
     n = len(frames)
     ranges = chunk_ranges(n, chunk_size, overlap)
@@ -359,3 +382,23 @@ def estimate_geometry(
         conf=stitcher.conf,
         meta=meta,
     )
+
+
+def validate_output(cache: GeometryCache, model: DA3Model) -> GeometryCache:
+    """``validate_geometry`` for what ``model`` estimated: implausible output (e.g. the near-zero
+    field of view of random weights) raises :class:`DA3Error` naming the model, the video
+    (``cache.meta.source_video``) and the finding, with the fix for that model."""
+    try:
+        return validate_geometry(cache, source=model.describe())
+    except GeometryCacheError as exc:
+        raise DA3Error(_implausible_output(model, cache.meta.source_video, exc.problem)) from None
+
+
+def _implausible_output(model: DA3Model, video: str, problem: str) -> str:
+    if model.random_weights:
+        fix = ("random-weight presets are for tests and timing only; pass a model folder with real weights "
+               "(bash scripts/download.sh da3 puts one in checkpoints/DA3)")
+    else:
+        fix = (f"the weights in {model.source} have the expected keys and shapes, so their values may be corrupt "
+               "(fetch them again: bash scripts/download.sh da3) or the frames may show no scene (blank or uniform)")
+    return f"{model.describe()} produced implausible geometry for {video or 'the given frames'}: {problem}; {fix}"

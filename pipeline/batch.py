@@ -253,7 +253,7 @@ def _caption_stage(batch: Batch, records: list[VideoRecord]) -> None:
 def _geometry_one(batch: Batch, r: VideoRecord) -> Outcome:
     cfg = batch.cfg
     provided = geometry_stage.provided_cache(cfg.geometry_dir, r.source)
-    key = geometry_stage.geometry_key(r.source, provided, cfg.weights.da3, cfg.render)
+    key = geometry_stage.geometry_key(r.source, provided, cfg.weights.da3, cfg.render, cfg.geometry)
     if provided is not None:
         return run_cached("geometry", r.paths.geometry, key, geometry_stage.OUTPUTS,
                           lambda out: geometry_stage.import_cache(out, provided, r.source), batch.policy("geometry"))
@@ -262,7 +262,7 @@ def _geometry_one(batch: Batch, r: VideoRecord) -> Outcome:
         from geometry.da3 import load_da3
 
         model = batch.model("da3", lambda: load_da3(cfg.weights.da3, batch.device("geometry")))
-        geometry_stage.estimate(out, model, r.source, cfg.render)
+        geometry_stage.estimate(out, model, r.source, cfg.render, cfg.geometry)
 
     return run_cached("geometry", r.paths.geometry, key, geometry_stage.OUTPUTS, produce, batch.policy("geometry"),
                       batch.weights["geometry"])

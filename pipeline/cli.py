@@ -17,12 +17,14 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from pipeline.stages.config import STAGES, RenderSettings, RunConfig
+from pipeline.stages.config import STAGES, GeometrySettings, RenderSettings, RunConfig
 from trajectories import PathOptions
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINTS = Path(os.environ.get("INSPATIO_CHECKPOINTS", REPO / "checkpoints"))
 _PATH_DEFAULTS = PathOptions()
+_GEOMETRY_DEFAULTS = GeometrySettings()
+log = logging.getLogger("pipeline")
 
 app = typer.Typer(
     add_completion=False,
@@ -62,8 +64,17 @@ BATCH_OPTIONS = [
          "Wan2.1 config.json; its folder also holds the VAE, umT5 encoder and tokenizer. "
          "[default: <checkpoints_dir>/Wan2.1-T2V-1.3B/config.json]"),
     _opt("da3_model_path", Optional[Path], None,
-         "Depth-Anything-3 model folder, or a preset name (e.g. da3-small) for random weights. "
-         "[default: <checkpoints_dir>/DA3]"),
+         "Depth-Anything-3 model folder (config.json + model.safetensors). A preset name (e.g. da3-small) "
+         "builds random weights and needs --da3_random_weights. [default: <checkpoints_dir>/DA3]"),
+    _opt("da3_random_weights", bool, False,
+         "Allow --da3_model_path to name a preset: RANDOM weights, meaningless geometry; for tests and timing only."),
+    _opt("da3_process_res", int, _GEOMETRY_DEFAULTS.process_res,
+         "Long side in pixels of the frames DA3 sees (each side then rounded to a multiple of 14: "
+         "480x832 -> 294x504); depth is stored at that resolution."),
+    _opt("da3_chunk_size", int, _GEOMETRY_DEFAULTS.chunk_size,
+         "Frames per DA3 call; longer videos run in overlapping chunks registered to each other (bounds memory)."),
+    _opt("da3_overlap", int, _GEOMETRY_DEFAULTS.overlap,
+         "Frames shared by consecutive DA3 chunks, used to register them (at least 1, less than --da3_chunk_size)."),
     _opt("florence_model_path", Optional[Path], None, "Florence-2 model folder. [default: <checkpoints_dir>/Florence-2-large]"),
     _opt("tae_checkpoint_path", Optional[Path], None, "TAEHV decoder for --use_tae. [default: <checkpoints_dir>/taehv/taew2_1.pth]"),
     _opt("skip_step1", bool, False, "Never recompute captions: reuse them, fail if missing or stale."),
@@ -124,10 +135,20 @@ def _render_settings(o: dict) -> RenderSettings:
     return RenderSettings(width=o["width"], height=o["height"], resize=o["resize"], fps=o["fps"], backend=o["render_backend"])
 
 
+def _geometry_settings(o: dict) -> GeometrySettings:
+    from pipeline.stages.geometry import check_settings
+
+    settings = GeometrySettings(process_res=o["da3_process_res"], chunk_size=o["da3_chunk_size"],
+                                overlap=o["da3_overlap"])
+    check_settings(settings)
+    return settings
+
+
 def build_config(o: dict, stages: tuple[str, ...]) -> RunConfig:
     """Resolve defaults (output/work folders, weights, provided geometry and captions) into a RunConfig."""
     from pipeline.batch import PipelineError
     from pipeline.layout import default_output_folder, default_work_dir
+    from pipeline.stages.geometry import check_model_choice
     from pipeline.stages.weights import default_weight_paths
 
     if o["input_dir"] is None or o["traj_txt_path"] is None:
@@ -140,6 +161,9 @@ def build_config(o: dict, stages: tuple[str, ...]) -> RunConfig:
         field: o[flag] for field, flag in (("checkpoint", "checkpoint_path"), ("config", "config_path"),
                                            ("da3", "da3_model_path"), ("florence", "florence_model_path"),
                                            ("tae", "tae_checkpoint_path")) if o[flag] is not None})
+    warning = check_model_choice(weights.da3, o["da3_random_weights"])
+    if warning:
+        log.warning(warning)
     geometry_dir = o["geometry_dir"] or (input_dir / "geometry" if (input_dir / "geometry").is_dir() else None)
     captions_file = o["captions_file"] or (input_dir / "captions.json" if (input_dir / "captions.json").is_file() else None)
     skip = tuple(s for s, flag in (("caption", "skip_step1"), ("geometry", "skip_step2"), ("generate", "skip_step3"))
@@ -147,7 +171,7 @@ def build_config(o: dict, stages: tuple[str, ...]) -> RunConfig:
     return RunConfig(
         input_dir=input_dir, traj_path=traj, output_folder=Path(output),
         work_dir=Path(o["work_dir"] or default_work_dir(output)), weights=weights, geometry_dir=geometry_dir,
-        path_options=_path_options(o), render=_render_settings(o), caption=o["caption"],
+        path_options=_path_options(o), render=_render_settings(o), geometry=_geometry_settings(o), caption=o["caption"],
         captions_file=captions_file, seed=o["seed"], use_tae=o["use_tae"], compile_dit=o["compile_dit"],
         force=o["force"], dry_run=o["dry_run"], skip=skip, stages=stages,
         gpus={"1": _gpus(o["step1_gpus"]), "2": _gpus(o["step2_gpus"]), "3": _gpus(o["step3_gpus"])},

@@ -23,7 +23,8 @@ REFERENCE_FLAGS = [
     "--step3_gpus", "--step3_nproc", "--master_port",
 ]
 OWN_FLAGS = ["--force", "--dry_run", "--verbose", "--caption", "--captions_file", "--seed", "--interpolation",
-             "--radius_mode", "--time_mode", "--slowmo", "--width", "--height", "--resize", "--fps", "--geometry_dir"]
+             "--radius_mode", "--time_mode", "--slowmo", "--width", "--height", "--resize", "--fps", "--geometry_dir",
+             "--da3_process_res", "--da3_chunk_size", "--da3_overlap", "--da3_random_weights"]
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import types
@@ -9,17 +10,21 @@ import types
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file, save_model
+from safetensors.torch import save_file
+
+from da3_models import tiny_da3, write_da3_folder
 
 from geometry.cache import GeometryMeta, load_geometry, save_geometry
 from geometry.da3 import (
     DA3Error,
     check_da3_folder,
     estimate_geometry,
+    is_preset,
     load_da3,
     predict,
     preprocess_frames,
     processed_size,
+    validate_output,
 )
 from geometry.synthetic import SyntheticScene, handheld_path, make_source_clip
 
@@ -63,15 +68,7 @@ def package_input_processor(monkeypatch):
 
 @pytest.fixture(scope="module")
 def model():
-    """da3-small with seeded random weights; the camera head's FoV output set near 60° so the
-    intrinsics are plausible (random weights otherwise give a near-zero FoV)."""
-    torch.manual_seed(0)
-    m = load_da3("da3-small")
-    with torch.no_grad():
-        fov = m.net.cam_dec.fc_fov[0]
-        fov.weight.mul_(1e-3)
-        fov.bias.fill_(1.0)
-    return m
+    return tiny_da3()
 
 
 @pytest.fixture(scope="module")
@@ -130,23 +127,8 @@ def test_chunked_estimate_writes_a_cache_that_validates(model, frames, tmp_path)
     assert len(extra["overlap_errors"]) == 2 and extra["pose_smoothing_sigma"] == 1.0
 
 
-class _Saved(torch.nn.Module):
-    """The package's wrapper layout (network under ``model``) for writing a checkpoint folder."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.model = net
-
-
-def _write_folder(path, net, name="da3-small"):
-    path.mkdir()
-    (path / "config.json").write_text(json.dumps({"model_name": name}))
-    save_model(_Saved(net), str(path / "model.safetensors"))  # stores tied weights once, like the package
-    return path
-
-
 def test_model_folder_loads_the_same_network(model, frames, tmp_path):
-    folder = _write_folder(tmp_path / "DA3", model.net)
+    folder = write_da3_folder(tmp_path / "DA3", model.net)
     assert check_da3_folder(folder) == []
     loaded = load_da3(folder)
     assert loaded.name == "da3-small" and loaded.source == str(folder)
@@ -155,7 +137,7 @@ def test_model_folder_loads_the_same_network(model, frames, tmp_path):
 
 
 def test_model_folder_problems_name_file_and_problem(model, tmp_path):
-    wrong = _write_folder(tmp_path / "wrong", model.net, name="da3-base")
+    wrong = write_da3_folder(tmp_path / "wrong", model.net, name="da3-base")
     with pytest.raises(DA3Error, match=r"model\.safetensors.*da3-base.*shape"):
         load_da3(wrong)
     assert any("shape" in p for p in check_da3_folder(wrong))
@@ -179,3 +161,46 @@ def test_model_folder_problems_name_file_and_problem(model, tmp_path):
 def test_bad_frames_are_rejected(model):
     with pytest.raises(DA3Error, match="uint8"):
         predict(model, np.zeros((2, 32, 32, 3), np.float32), RES)
+    with pytest.raises(DA3Error, match="process_res 10 is too small for 80x48 frames"):
+        predict(model, np.zeros((2, 48, 80, 3), np.uint8), 10)
+
+
+@contextlib.contextmanager
+def _zero_field_of_view(model):
+    """The camera head predicts a field of view of 0 (what untrained weights tend to give)."""
+    bias = model.net.cam_dec.fc_fov[0].bias
+    saved = bias.detach().clone()
+    with torch.no_grad():
+        bias.fill_(-1.0)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            bias.copy_(saved)
+
+
+def test_implausible_output_names_model_and_video_not_force(model, frames, tmp_path):
+    meta = GeometryMeta(source_video="clip.mp4")
+    with _zero_field_of_view(model):
+        with pytest.raises(DA3Error) as preset_err:
+            validate_output(estimate_geometry(frames, model, process_res=RES, meta=meta, progress=False), model)
+        folder = write_da3_folder(tmp_path / "DA3", model.net)
+    message = str(preset_err.value)
+    assert "preset 'da3-small' (random weights) produced implausible geometry for clip.mp4" in message
+    assert "'intrinsics' of frame 0 are implausible: focal lengths" in message
+    assert "tests and timing only" in message and "--force" not in message
+
+    loaded = load_da3(folder)
+    with pytest.raises(DA3Error) as folder_err:
+        validate_output(estimate_geometry(frames, loaded, process_res=RES, progress=False), loaded)
+    message = str(folder_err.value)
+    assert f"model {folder} (da3-small) produced implausible geometry for the given frames" in message
+    assert "corrupt" in message and "--force" not in message
+
+
+def test_presets_are_names_not_folders(tmp_path, monkeypatch):
+    assert is_preset("da3-small") and is_preset("da3nested-giant-large")
+    assert not is_preset("da3-tiny") and not is_preset(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "da3-small").mkdir()
+    assert not is_preset("da3-small")  # an existing folder is loaded as a model folder

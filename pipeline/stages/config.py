@@ -43,6 +43,17 @@ class RenderSettings:
 
 
 @dataclass(frozen=True)
+class GeometrySettings:
+    """Depth-Anything-3 options: ``process_res`` is the long side (pixels) the network sees;
+    ``chunk_size``/``overlap`` are frames per network call and frames shared by consecutive calls.
+    Defaults are the reference's resolution and ``geometry.da3``'s chunking defaults."""
+
+    process_res: int = 504
+    chunk_size: int = 128
+    overlap: int = 32
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one run needs; JSON round-trips so torchrun workers get the same settings."""
 
@@ -54,6 +65,7 @@ class RunConfig:
     geometry_dir: Path | None = None
     path_options: dict[str, Any] = field(default_factory=dict)  # trajectories.PathOptions fields
     render: RenderSettings = RenderSettings()
+    geometry: GeometrySettings = GeometrySettings()
     caption: str | None = None
     captions_file: Path | None = None
     seed: int = 0
@@ -79,6 +91,7 @@ class RunConfig:
             data[k] = None if data[k] is None else Path(data[k])
         data["weights"] = WeightPaths(**{k: Path(v) for k, v in data["weights"].items()})
         data["render"] = RenderSettings(**data["render"])
+        data["geometry"] = GeometrySettings(**data["geometry"])
         data["skip"] = tuple(data["skip"])
         data["stages"] = tuple(data["stages"])
         return cls(**data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from geometry.da3 import is_preset
 from pipeline.stages.config import RunConfig, WeightPaths
 from pipeline.weights import WeightFile, expected_weights
 
@@ -32,11 +33,6 @@ def weights_identity(paths: list[Path]) -> dict[str, int | None]:
     return sizes
 
 
-def _is_da3_preset(path: Path) -> bool:
-    """A bare preset name (e.g. ``da3-small``) builds random weights: nothing to download."""
-    return not path.exists() and path.parent == Path(".") and path.name.startswith("da3")
-
-
 def stage_weights(cfg: RunConfig) -> dict[str, list[WeightFile]]:
     """Weight files each stage reads when it has to compute (not when it reuses or is given its input),
     at the paths the command line chose (Wan files live beside --config_path)."""
@@ -57,7 +53,7 @@ def stage_weights(cfg: RunConfig) -> dict[str, list[WeightFile]]:
         if wf.required_for == "tae":
             if cfg.use_tae:
                 need["generate"].append(wf)
-        elif wf.required_for == "geometry" and _is_da3_preset(wf.path):
+        elif wf.required_for == "geometry" and is_preset(wf.path):
             continue
         else:
             need[wf.required_for].append(wf)
