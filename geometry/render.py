@@ -17,6 +17,7 @@ float [B,3,H,W] in [0,1].
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 
 import torch
@@ -24,7 +25,16 @@ import torch.nn.functional as F
 
 from geometry.unproject import depth_slopes, flying_pixels, relative_jump, scale_intrinsics, upsample_depth, valid_depth
 
-_EMPTY = torch.iinfo(torch.int64).max
+# z-buffer keys (int64, nonnegative, smaller = nearer): bits 40-61 the target depth's float32 bits
+# without the sign and the lowest _Z_DROP bits (relative depth resolution 2^-14), bits 17-39 the
+# source pixel index, bit 16 set when the source pixel is not interior (its colour is resampled on
+# its own surface), bits 8-15 and 0-7 the preimage inside the quad (q_x, q_y).
+_Z_DROP, _KEY_Z, _KEY_PIX, _KEY_EDGE = 9, 40, 17, 16
+_MAX_PIXELS = 1 << (_KEY_Z - _KEY_PIX)
+# No candidate: the largest finite depth, pixel 0.
+_EMPTY = (0x7F7FFFFF >> _Z_DROP) << _KEY_Z
+_A_MAX = float(1 << 20)  # bound of the prescaled inverse quad maps (a quad < 1/4000 px)
+_FAR = 1e8  # start of rejected quads' test values, far outside [256, 512)
 
 
 @dataclass(frozen=True)
@@ -48,7 +58,8 @@ class SourceViews:
 
     colour [B,3,H,W] float in [0,1]; depth [B,H,W] (0 where invalid); valid [B,H,W] bool;
     slope_x, slope_y [B,H,W] depth derivatives per pixel on the same surface; interior [B,H,W] bool
-    (3x3 neighbourhood on one surface); K [B,3,3] at (H, W); c2w [B,4,4].
+    (3x3 neighbourhood on one surface); K [B,3,3] at (H, W); c2w [B,4,4]; key [B,H,W] int64 the
+    static part of the pixel's z-buffer keys (pixel index and edge flag).
     """
 
     colour: torch.Tensor
@@ -59,9 +70,17 @@ class SourceViews:
     interior: torch.Tensor
     K: torch.Tensor
     c2w: torch.Tensor
+    key: torch.Tensor
 
     def select(self, idx: torch.Tensor) -> "SourceViews":
         return SourceViews(*(getattr(self, f.name)[idx] for f in fields(self)))
+
+    @staticmethod
+    def cat(views: "list[SourceViews]") -> "SourceViews":
+        """The views' frames in order, as one batch (no copy for a single view)."""
+        if len(views) == 1:
+            return views[0]
+        return SourceViews(*(torch.cat([getattr(v, f.name) for v in views]) for f in fields(SourceViews)))
 
 
 @dataclass(frozen=True)
@@ -85,15 +104,25 @@ def prepare_sources(
     """colour uint8 [B,H,W,3] (the full-resolution frames); depth [B,h,w] with K_depth [B,3,3] at
     (h, w); c2w [B,4,4]. Removes invalid/low-confidence depth and flying pixels at depth resolution,
     then upsamples depth edge-aware to the colour resolution."""
-    rgb = colour.permute(0, 3, 1, 2).float() / 255.0
+    rgb = colour.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
     depth = depth.float()
     valid = valid_depth(depth, conf, settings.min_conf_ratio)
     valid &= ~flying_pixels(depth, valid, settings.rel_jump)
     H, W = rgb.shape[-2:]
+    if H * W > _MAX_PIXELS:
+        raise ValueError(f"source frames of {W}x{H} exceed {_MAX_PIXELS} pixels; read the video at a smaller colour size")
     d_up, v_up = upsample_depth(depth, valid, rgb, settings.rel_jump)
     K = scale_intrinsics(K_depth.float(), tuple(depth.shape[1:]), (H, W))
-    sx, sy, interior = depth_slopes(d_up, v_up, settings.rel_jump)
-    return SourceViews(rgb.contiguous(), d_up, v_up, sx, sy, interior, K, c2w.float())
+    sx, sy, interior = depth_slopes(d_up, settings.rel_jump)
+    pixel = _pixel_keys(H, W, rgb.device)
+    key = torch.where(interior, pixel, pixel | (1 << _KEY_EDGE))
+    return SourceViews(rgb, d_up, v_up, sx, sy, interior, K, c2w.float(), key)
+
+
+@functools.lru_cache(maxsize=4)
+def _pixel_keys(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """The source pixel index field of the z-buffer keys, [1, height, width] int64 (read-only)."""
+    return torch.arange(height * width, device=device).view(1, height, width) << _KEY_PIX
 
 
 def _sample_same_surface(src: SourceViews, b: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor, d_ref: torch.Tensor, rel_jump: float) -> torch.Tensor:
@@ -131,7 +160,10 @@ def render_views(
     height: int,
     settings: RenderSettings = RenderSettings(),
 ) -> RenderedViews:
-    """Render source view b into target camera b (w2c [B,4,4], K [B,3,3] at (height, width))."""
+    """Render source view b into target camera b (w2c [B,4,4], K [B,3,3] at (height, width)).
+
+    Rejected quads (invalid depth, nearer than ``near``, degenerate or flipped) carry a positive
+    penalty instead of a boolean mask: comparisons and ``where`` cost several times a float op on CPU."""
     B, H, W = src.depth.shape
     dev = src.depth.device
     D = src.depth
@@ -143,54 +175,67 @@ def render_views(
     xs = torch.arange(W, device=dev, dtype=torch.float32)
     ys = torch.arange(H, device=dev, dtype=torch.float32)
 
+    def per_frame(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(B, 1, 1)
+
     def field(c: int) -> torch.Tensor:  # M[c] . [x, y, 1] over the pixel grid
         return (M[:, c, 0, None] * xs + M[:, c, 2, None])[:, None, :] + (M[:, c, 1, None] * ys)[:, :, None]
 
     g = [field(c) for c in range(3)]
-    h = [D * g[c] + n[:, c, None, None] for c in range(3)]
-    z = h[2]
-    valid = src.valid & (z > settings.near)
-    inv_z = 1.0 / torch.where(valid, z, torch.ones_like(z))
-    u, v = h[0] * inv_z, h[1] * inv_z
+    z = torch.addcmul(per_frame(n[:, 2]), D, g[2])
+    bad = (settings.near - z).clamp_(min=0).add_(1).sub_(D.sign())  # D >= 0; 0 marks invalid depth
+    inv_z = z.clamp_(min=settings.near).reciprocal()
+    u = torch.addcmul(per_frame(n[:, 0]), D, g[0]).mul_(inv_z)
+    v = torch.addcmul(per_frame(n[:, 1]), D, g[1]).mul_(inv_z)
 
     # Local affine map of each source quad: J = d(u, v)/d(x, y) from dh/dx = D_x g + D M[:, 0].
     def d_proj(slope: torch.Tensor, col: int) -> tuple[torch.Tensor, torch.Tensor]:
-        dh = [slope * g[c] + D * M[:, c, col, None, None] for c in range(3)]
-        return (dh[0] - u * dh[2]) * inv_z, (dh[1] - v * dh[2]) * inv_z
+        dh2 = torch.addcmul(D * per_frame(M[:, 2, col]), slope, g[2])
+        du = torch.addcmul(D * per_frame(M[:, 0, col]), slope, g[0]).addcmul_(u, dh2, value=-1).mul_(inv_z)
+        dv = torch.addcmul(D * per_frame(M[:, 1, col]), slope, g[1]).addcmul_(v, dh2, value=-1).mul_(inv_z)
+        return du, dv
 
     ux, vx = d_proj(src.slope_x, 0)
     uy, vy = d_proj(src.slope_y, 1)
-    det = ux * vy - uy * vx
-    valid &= det > 1e-8
-    inv_det = 1.0 / torch.where(valid, det, torch.ones_like(det))
-    a00, a01, a10, a11 = vy * inv_det, -uy * inv_det, -vx * inv_det, ux * inv_det
-    ex = 0.5 * (ux.abs() + uy.abs()) + settings.coverage_eps
-    ey = 0.5 * (vx.abs() + vy.abs()) + settings.coverage_eps
+    det = (ux * vy).addcmul_(uy, vx, value=-1)
+    bad.add_((1e-8 - det).clamp_(min=0))
     m = settings.max_footprint
-    u0, v0 = torch.ceil(u - ex), torch.ceil(v - ey)
-    valid &= (u0 >= -m) & (u0 <= width) & (v0 >= -m) & (v0 <= height)
-    span = torch.maximum(torch.floor(u + ex) - u0, torch.floor(v + ey) - v0) + 1  # stencil size per quad
+    ex = (ux.abs() + uy.abs()).mul_(0.5).add_(settings.coverage_eps)
+    ey = (vx.abs() + vy.abs()).mul_(0.5).add_(settings.coverage_eps)
+    u0, v0 = (u - ex).ceil_(), (v - ey).ceil_()
+    span = torch.maximum((u + ex).floor_().sub_(u0), (v + ey).floor_().sub_(v0)).add_(1)  # stencil size
+    # A quad whose stencil starts beyond the m-pixel padding is not drawn.
+    u0c, v0c = u0.clamp(-m, width), v0.clamp(-m, height)
+    bad.add_(u0.sub_(u0c).abs_()).add_(v0.sub_(v0c).abs_())
+    u0, v0 = u0c, v0c
+    ok = bad.sign_().neg_().add_(1)  # 1 = draw, 0 = rejected
+    span.mul_(ok)
 
     # Rasterise into a z-buffer padded by m pixels on every side (no bounds tests per candidate).
-    # Key (int64): z float bits >> 8 (23 bits) | quad offset x q_x (8 bits) | source pixel (24 bits) |
-    # quad offset y q_y (8 bits). The nearest key wins; q_x, q_y give the pixel's preimage inside the
-    # quad in steps of 2 lim / 255 source pixels, so nothing is gathered per point afterwards.
-    Hp, Wp = height + 2 * m, width + 2 * m
+    # Candidate keys (int64, see _KEY_*): depth, source pixel and its edge flag, and the pixel's
+    # preimage inside the quad (q_x, q_y in steps of 2 lim / 255 source pixels), so nothing is
+    # gathered per point afterwards. The nearest key wins (scatter_reduce amin).
     lim = 0.5 + settings.coverage_eps
     scale = 255.0 / (2 * lim)
-    key = ((z.view(torch.int32).long() >> 8) << 40) | (torch.arange(H * W, device=dev).view(1, H, W) << 8)
-    base = (v0 + m) * Wp + (u0 + m)
-    base = torch.where(valid, base, torch.zeros_like(base)).long() + (torch.arange(B, device=dev) * (Hp * Wp)).view(B, 1, 1)
-    # t = (offset + lim) * scale + 256.5 so that truncation to int lands in [256, 511] exactly when
-    # the pixel centre lies inside the quad; invalid points get a value that always fails the test.
-    off = lim * scale + 256.5
-    sbx = torch.where(valid, (a00 * (u0 - u) + a01 * (v0 - v)) * scale + off, torch.full_like(u, -1e9))
-    sby = torch.where(valid, (a10 * (u0 - u) + a11 * (v0 - v)) * scale + off, torch.full_like(u, -1e9))
-    inside, payload = 0x1FF_0000_01FF & ~0xFF_0000_00FF, 0xFF_0000_00FF
-    zbuf = torch.full((B * Hp * Wp,), _EMPTY, dtype=torch.int64, device=dev)
+    # Inverse affine map, prescaled to q units, 0 for rejected quads; bounded so q fits an int32.
+    inv_det = det.clamp_(min=1e-8).reciprocal_().mul_(ok * scale)
+    a00, a11 = (vy * inv_det).clamp_(-_A_MAX, _A_MAX), (ux * inv_det).clamp_(-_A_MAX, _A_MAX)
+    inv_det.neg_()
+    a01, a10 = (uy * inv_det).clamp_(-_A_MAX, _A_MAX), (vx * inv_det).clamp_(-_A_MAX, _A_MAX)
+    Hp, Wp = height + 2 * m, width + 2 * m
+    # q = (offset + lim) * scale + 256.5 truncates to [256, 511] exactly when the pixel centre lies
+    # inside the quad; rejected quads start far outside and never move (their map is 0).
+    off = ok * (lim * scale + 256.5 + _FAR) - _FAR
+    sbx = torch.addcmul(off, a00, u0 - u).addcmul_(a01, v0 - v)
+    sby = torch.addcmul(off, a10, u0 - u).addcmul_(a11, v0 - v)
+    key = ((z.view(torch.int32) >> _Z_DROP).long() << _KEY_Z).bitwise_or_(src.key)
+    base = v0.mul(Wp).add_(u0).add_(m * Wp + m).int().long() + (torch.arange(B, device=dev) * (Hp * Wp)).view(B, 1, 1)
+    # Candidates that miss their pixel are sent to a second, discarded copy of the buffer.
+    trash = B * Hp * Wp
+    zbuf = torch.full((2 * trash,), _EMPTY, dtype=torch.int64, device=dev)
     # Level L tests the stencil offsets (i, j) with max(i, j) = L, on the quads whose stencil is
     # larger than L only (most quads need L = 0 alone).
-    pts = [t.reshape(-1) for t in (sbx, sby, a00 * scale, a01 * scale, a10 * scale, a11 * scale, key, base, torch.where(valid, span, torch.zeros_like(span)))]
+    pts = [t.reshape(-1) for t in (sbx, sby, a00, a01, a10, a11, key, base, span)]
     for level in range(m):
         if level > 0:
             sel = (pts[-1] > level).nonzero()[:, 0]
@@ -200,31 +245,37 @@ def render_views(
         bx, by, s00, s01, s10, s11, k, b0, _ = pts
         for j in range(level + 1):
             for i in range(level + 1):
-                if max(i, j) != level:
-                    continue
-                q = (_step(bx, s00, s01, i, j).long() << 32) | _step(by, s10, s11, i, j).long()
-                hit = (q & ~payload) == inside
-                cand = torch.where(hit, k | (q & payload), _EMPTY)
-                zbuf.scatter_reduce_(0, b0 + (j * Wp + i), cand, "amin")
+                if max(i, j) == level:
+                    qx = _step(bx, s00, s01, i, j).int().sub_(256)
+                    qy = _step(by, s10, s11, i, j).int().sub_(256)
+                    miss = ((qx | qy) >> 8).clamp_(-1, 1).abs_()  # inside: both in [0, 255]
+                    target = b0.add(miss, alpha=trash)
+                    if level:
+                        target += j * Wp + i
+                    cand = (qx << 8).bitwise_or_(qy).long().bitwise_or_(k)
+                    zbuf.scatter_reduce_(0, target, cand, "amin")
 
-    zbuf = zbuf.view(B, Hp, Wp)[:, m : m + height, m : m + width]
+    zbuf = zbuf[:trash].view(B, Hp, Wp)[:, m : m + height, m : m + width]
     mask = zbuf != _EMPTY
-    win = torch.where(mask, zbuf, torch.zeros_like(zbuf))
-    pix_idx = ((win >> 8) & 0xFFFFFF).float()
-    wy = torch.floor(pix_idx / W)
-    wx = pix_idx - wy * W
+    maskf = mask.float()
+    pix = (zbuf >> _KEY_PIX).bitwise_and_(_MAX_PIXELS - 1)
+    wy = pix.float()
+    wx = wy.clone()
+    wy.div_(W).floor_()
+    wx.sub_(wy * W)
+    q = zbuf.bitwise_and(0xFFFF).int()
     step = 1.0 / scale
-    sx = wx + (((win >> 32) & 0xFF).float() * step - lim).clamp(-0.5, 0.5)
-    sy = wy + ((win & 0xFF).float() * step - lim).clamp(-0.5, 0.5)
-    depth = ((win >> 40) << 8).int().view(torch.float32) * mask
+    sx = ((q >> 8).float().mul_(step).sub_(lim).clamp_(-0.5, 0.5)).add_(wx)
+    sy = ((q & 0xFF).float().mul_(step).sub_(lim).clamp_(-0.5, 0.5)).add_(wy)
+    depth = ((zbuf >> _KEY_Z) << _Z_DROP).int().view(torch.float32).mul_(maskf)
 
-    grid = torch.stack([(sx + 0.5) * (2.0 / W) - 1, (sy + 0.5) * (2.0 / H) - 1], -1).view(B, height * width, 1, 2)
+    grid = torch.stack([(sx + 0.5).mul_(2.0 / W).sub_(1), (sy + 0.5).mul_(2.0 / H).sub_(1)], -1).view(B, height * width, 1, 2)
     rgb = F.grid_sample(src.colour, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    rgb = rgb.view(B, 3, height, width)
+    rgb = rgb.view(B, 3, height, width).mul_(maskf[:, None])
     # Near source depth edges, resample from taps on the winner's own surface only.
-    b_i, y_i, x_i = (mask & ~src.interior.view(-1)[(pix_idx.long() + (torch.arange(B, device=dev) * (H * W)).view(B, 1, 1))]).nonzero(as_tuple=True)
+    b_i, y_i, x_i = ((zbuf >> _KEY_EDGE).bitwise_and_(1)).nonzero(as_tuple=True)
     if len(b_i):
         ex_x, ex_y = sx[b_i, y_i, x_i], sy[b_i, y_i, x_i]
-        d_ref = src.depth[b_i, wy[b_i, y_i, x_i].long(), wx[b_i, y_i, x_i].long()]
+        d_ref = src.depth.view(B, -1)[b_i, pix[b_i, y_i, x_i]]
         rgb[b_i, :, y_i, x_i] = _sample_same_surface(src, b_i, ex_x, ex_y, d_ref, settings.rel_jump)
-    return RenderedViews(rgb * mask[:, None], mask, depth)
+    return RenderedViews(rgb, mask, depth)

@@ -38,6 +38,17 @@ def relative_jump(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).abs() / torch.minimum(a, b).clamp_min(1e-12)
 
 
+def _jumps(a: torch.Tensor, b: torch.Tensor, rel_jump: float) -> torch.Tensor:
+    """relative_jump(a, b) > rel_jump for depths >= 0, without a division."""
+    return (a - b).abs_() > torch.minimum(a, b).mul_(rel_jump)
+
+
+def _same_surface(a: torch.Tensor, b: torch.Tensor, rel_jump: float) -> torch.Tensor:
+    """Float 1 where depths a, b > 0 are on one surface (relative jump below rel_jump), else 0.
+    Computed with float ops only (comparisons producing bool are several times slower on CPU)."""
+    return torch.minimum(a, b).mul_(rel_jump).sub_((a - b).abs_()).sign_().clamp_(min=0)
+
+
 def valid_depth(depth: torch.Tensor, conf: torch.Tensor | None = None, min_conf_ratio: float = 0.0) -> torch.Tensor:
     """Finite, positive depth whose confidence (if given) is at least ``min_conf_ratio`` x the frame's median."""
     valid = torch.isfinite(depth) & (depth > 0)
@@ -59,7 +70,7 @@ def flying_pixels(depth: torch.Tensor, valid: torch.Tensor, rel_jump: float) -> 
         h, w = depth.shape[1:]
         nb = pad[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
         nv = vpad[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
-        return nv & valid & (relative_jump(d, nb) > rel_jump)
+        return nv & valid & _jumps(d, nb, rel_jump)
 
     return (disc(0, -1) & disc(0, 1)) | (disc(-1, 0) & disc(1, 0))
 
@@ -105,12 +116,11 @@ def upsample_depth(
     big = torch.where(valid, d, torch.full_like(d, float("inf")))
     cmin = _cells(big, torch.minimum)
     cell_edge = (_cells(d, torch.maximum) > cmin * (1 + rel_jump)) | torch.isinf(cmin) | ~_cells(valid, torch.logical_and)
-    edge = cell_edge[:, y0[:, None], x0[None, :]]
+    edge = cell_edge.index_select(1, y0).index_select(2, x0)
     out_valid = ~edge
-    if not edge.any():
-        return out, out_valid
-
     b_i, y_i, x_i = edge.nonzero(as_tuple=True)
+    if len(b_i) == 0:
+        return out, out_valid
     wx, wy = fx[x_i], fy[y_i]
     bw = torch.stack([(1 - wx) * (1 - wy), wx * (1 - wy), (1 - wx) * wy, wx * wy], 0)  # [4, n]
     ty = torch.stack([y0[y_i], y0[y_i], y1[y_i], y1[y_i]], 0)
@@ -138,9 +148,10 @@ def upsample_depth(
     dn, cn, sn = set_stats(near)
     df, cf, sf = set_stats(far)
     pick_near = cn <= cf
-    out[b_i, y_i, x_i] = torch.where(pick_near, dn, df)
-    out_valid[b_i, y_i, x_i] = torch.where(pick_near, sn, sf) > 0
-    return torch.where(out_valid, out, torch.zeros_like(out)), out_valid
+    covered = torch.where(pick_near, sn, sf) > 0
+    out[b_i, y_i, x_i] = torch.where(pick_near, dn, df) * covered
+    out_valid[b_i, y_i, x_i] = covered
+    return out, out_valid
 
 
 def unproject(depth: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor) -> torch.Tensor:
@@ -150,25 +161,35 @@ def unproject(depth: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor) -> torch.
     return torch.einsum("bij,bhwj->bhwi", c2w[:, :3, :3], cam) + c2w[:, None, None, :3, 3]
 
 
-def depth_slopes(depth: torch.Tensor, valid: torch.Tensor, rel_jump: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def depth_slopes(depth: torch.Tensor, rel_jump: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-pixel depth derivatives along x and y over same-surface neighbours only (central where both
     neighbours are on the surface, one-sided where one is, 0 = fronto-parallel where none is), and
-    ``interior`` [B,H,W] bool: every pixel of the 3x3 neighbourhood is on the same surface."""
+    ``interior`` [B,H,W] bool: every pixel of the 3x3 neighbourhood is on the same surface.
+    ``depth`` [B,H,W] is 0 where invalid (a 0 is on no surface)."""
+    d = depth
 
     def along(dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-        n = depth.shape[dim]
-        a, b = (lambda t: t.narrow(dim, 1, n - 1)), (lambda t: t.narrow(dim, 0, n - 1))
-        cont = (a(valid) & b(valid) & (relative_jump(a(depth), b(depth)) <= rel_jump)).float()
-        diff = (a(depth) - b(depth)) * cont
-        fwd, bwd = [0, 0] * (2 - dim) + [0, 1], [0, 0] * (2 - dim) + [1, 0]
-        count = F.pad(cont, fwd) + F.pad(cont, bwd)
-        return (F.pad(diff, fwd) + F.pad(diff, bwd)) / count.clamp_min(1), count
+        n = d.shape[dim]
+        hi, lo = d.narrow(dim, 1, n - 1), d.narrow(dim, 0, n - 1)
+        cont = _same_surface(hi, lo, rel_jump)
+        diff = (hi - lo).mul_(cont)
+        slope, count = torch.zeros_like(d), torch.zeros_like(d)
+        for t, acc in ((diff, slope), (cont, count)):
+            acc.narrow(dim, 1, n - 1).add_(t)
+            acc.narrow(dim, 0, n - 1).add_(t)
+        return slope.div_(count.clamp(min=1)), count
 
     dx, cx = along(2)
     dy, cy = along(1)
-    ok = (cx == 2) & (cy == 2)
-    row = F.pad(ok, (1, 1), value=False)
-    ok = row[..., :-2] & row[..., 1:-1] & row[..., 2:]
-    col = F.pad(ok, (0, 0, 1, 1), value=False)
-    interior = col[:, :-2] & col[:, 1:-1] & col[:, 2:]
+    ok = cx.mul_(cy).sub_(3).clamp_(0, 1)  # both counts 2 <=> product 4; 0 on the image border
+
+    def erode(t: torch.Tensor, dim: int) -> torch.Tensor:  # min over the 3 neighbours along dim, 0 outside
+        n = t.shape[dim]
+        out = torch.zeros_like(t)
+        mid = out.narrow(dim, 1, n - 2)
+        torch.minimum(t.narrow(dim, 0, n - 2), t.narrow(dim, 1, n - 2), out=mid)
+        mid.copy_(torch.minimum(mid, t.narrow(dim, 2, n - 2)))
+        return out
+
+    interior = erode(erode(ok, 2), 1) > 0.5
     return dx, dy, interior

@@ -13,8 +13,11 @@ size = camera path size. Frames stream through in chunks, so memory does not gro
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import time
 import zipfile
+from collections import OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -24,26 +27,36 @@ import numpy as np
 import torch
 
 from geometry.cache import GeometryCache
-from geometry.render import RenderSettings, prepare_sources, render_views
+from geometry.render import RenderSettings, SourceViews, prepare_sources, render_views
 from geometry.unproject import unproject
 from pipeline.fsutil import atomic_write
 from pipeline.video_io import EncodeOptions, VideoReader, VideoWriter
 from trajectories.camera_path import CameraPath
 
 
+# Decoded source frames kept by the reader (~1.2 MB each at 832x480): time maps that run backwards
+# decode a keyframe interval once per this many frames.
+_DECODED_FRAMES = 32
+
+
 @dataclass(frozen=True)
 class RenderOptions:
     """chunk_frames: output frames rendered per batch (memory vs. speed); device: torch device;
     colour_size: (W, H) the source video is read at (stretch; default = output size);
-    encode / mask_encode: H.264 settings of render.mp4 / mask.mp4; export_ply: write ply/."""
+    encode / mask_encode: H.264 settings of render.mp4 / mask.mp4; export_ply: write ply/;
+    workers: chunks rendered concurrently (on CPU each worker runs torch single-threaded, which
+    beats torch's own threading: most ops are too small to split and idle threads spin);
+    source_cache: prepared source frames kept by source index (time maps repeat frames)."""
 
-    chunk_frames: int = 4
+    chunk_frames: int = 1
     device: str = "cpu"
     colour_size: tuple[int, int] | None = None
     settings: RenderSettings = field(default_factory=RenderSettings)
     encode: EncodeOptions = field(default_factory=lambda: EncodeOptions(crf=10, preset="ultrafast"))
     mask_encode: EncodeOptions = field(default_factory=lambda: EncodeOptions(crf=0, preset="ultrafast"))
     export_ply: bool = False
+    workers: int = 2
+    source_cache: int = 4
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,58 @@ def _write_ply(path: Path, points: np.ndarray, colours: np.ndarray) -> None:
         PlyData([PlyElement.describe(vertex, "vertex")], text=False).write(str(tmp))
 
 
+def _prepare_source(
+    colour: np.ndarray, geometry: GeometryCache, s: int, dev: torch.device, settings: RenderSettings, ply_path: Path | None
+) -> SourceViews:
+    """Source frame s (colour uint8 [H,W,3]) ready to render; optionally its PLY."""
+    depth = torch.from_numpy(geometry.depth[s : s + 1]).to(dev)
+    conf = None if geometry.conf is None else torch.from_numpy(geometry.conf[s : s + 1]).to(dev)
+    K = torch.from_numpy(geometry.intrinsics[s : s + 1]).to(dev)
+    c2w = torch.from_numpy(geometry.c2w[s : s + 1]).to(dev)
+    src = prepare_sources(torch.from_numpy(colour[None]).to(dev), depth, K, c2w, conf, settings)
+    if ply_path is not None:
+        valid = src.valid[0]
+        pts = unproject(src.depth, src.K, src.c2w)[0][valid]
+        _write_ply(ply_path, pts.cpu().numpy(), colour[valid.cpu().numpy()])
+    return src
+
+
+def _render_chunk(
+    sources: list[Future], inverse: np.ndarray, w2c: torch.Tensor, K: torch.Tensor, width: int, height: int, settings: RenderSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """Render output frames whose source views are ``sources[inverse[i]]`` -> (rgb uint8 [n,H,W,3], mask bool [n,H,W])."""
+    src = SourceViews.cat([f.result() for f in sources])
+    if not np.array_equal(inverse, np.arange(len(sources))):
+        src = src.select(torch.from_numpy(inverse).to(src.depth.device))
+    out = render_views(src, w2c.to(src.depth.device), K.to(src.depth.device), width, height, settings)
+    rgb = out.rgb.permute(0, 2, 3, 1).mul(255).round_().clamp_(0, 255).to(torch.uint8)
+    return rgb.cpu().numpy(), out.mask.cpu().numpy()
+
+
+def _single_threaded_torch() -> None:
+    torch.set_num_threads(1)
+
+
+@functools.cache
+def _keep_freed_heap() -> None:
+    """Let glibc keep freed heap memory for reuse instead of returning it to the system.
+
+    Rendering allocates and frees ~100 MB of tensors per frame; by default glibc unmaps or trims
+    them and the next frame faults every page back in, which costs about as much CPU as the
+    rendering itself. Blocks up to 32 MB are served from the heap and the heap is not trimmed, so
+    the process keeps its high-water mark (peak RSS is unchanged). Process-wide and permanent (it
+    only changes when memory goes back to the system). No-op without glibc.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
+    mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest allowed value
+    mallopt(m_trim_threshold, 1 << 30)
+    mallopt(m_arena_max, 1)  # threads share the main heap: a thread's extra heaps would be unmapped
+
+
 def render_to_folder(
     video_path: str | Path,
     geometry: GeometryCache,
@@ -104,6 +169,9 @@ def render_to_folder(
 ) -> RenderOutputs:
     """Render ``geometry`` (coloured by ``video_path``) along ``camera_path`` into ``out_dir``.
 
+    The main thread decodes source frames in time-map order; ``options.workers`` threads prepare and
+    render chunks; one thread encodes the results in order. Prepared source views are reused by
+    source index (LRU of ``options.source_cache``). Memory is bounded by the chunks in flight.
     Raises ValueError when the video and geometry disagree in frame count or the time map points
     past the source; VideoError for unreadable videos.
     """
@@ -116,7 +184,7 @@ def render_to_folder(
     ply_dir = out_dir / "ply" if options.export_ply else None
     covered = 0
     with ExitStack() as stack:
-        reader = stack.enter_context(VideoReader(video_path, size=colour_size))
+        reader = stack.enter_context(VideoReader(video_path, size=colour_size, verify=False, cache_frames=_DECODED_FRAMES))
         if len(reader) != geometry.num_frames:
             raise ValueError(
                 f"{video_path}: video has {len(reader)} frames but its geometry cache has {geometry.num_frames}; "
@@ -129,47 +197,60 @@ def render_to_folder(
         npz_tmp = stack.enter_context(atomic_write(out_dir / "mask.npz"))
         npz = _MaskNpz(npz_tmp, len(camera_path), H, W)
         stack.callback(npz.close)
-        encoder = stack.enter_context(ThreadPoolExecutor(1))
-        pending: Future | None = None
+        if dev.type == "cpu":
+            _keep_freed_heap()
+            stack.callback(torch.set_num_threads, torch.get_num_threads())
+            _single_threaded_torch()
+        workers = ThreadPoolExecutor(max(options.workers, 1), initializer=_single_threaded_torch if dev.type == "cpu" else None)
+        stack.callback(workers.shutdown, wait=True, cancel_futures=True)
+        encoder = ThreadPoolExecutor(1)
+        stack.callback(encoder.shutdown, wait=True, cancel_futures=True)
+        cache: OrderedDict[int, Future] = OrderedDict()
         exported: set[int] = set()
+        rendering: deque[Future] = deque()
+        encoding: deque[Future] = deque()
+
+        def source(s: int) -> Future:
+            if s in cache:
+                cache.move_to_end(s)
+                return cache[s]
+            ply = None
+            if ply_dir is not None and s not in exported:
+                exported.add(s)
+                ply = ply_dir / f"source_{s:05d}.ply"
+            cache[s] = workers.submit(_prepare_source, reader[s], geometry, s, dev, options.settings, ply)
+            future = cache[s]
+            while len(cache) > options.source_cache:
+                cache.popitem(last=False)
+            return future
 
         def encode(rgb: np.ndarray, mask: np.ndarray) -> None:
             for frame, m in zip(rgb, mask):
                 render_w.write(frame)
-                mask_w.write(m.astype(np.uint8) * 255)
+                mask_w.write(m.view(np.uint8) * np.uint8(255))
                 npz.write(m)
+
+        def drain() -> None:
+            nonlocal covered
+            rgb, mask = rendering.popleft().result()
+            covered += int(mask.sum())
+            while len(encoding) >= max(options.workers, 1):
+                encoding.popleft().result()
+            encoding.append(encoder.submit(encode, rgb, mask))
 
         w2c_all = torch.from_numpy(camera_path.w2c).float()
         K_all = torch.from_numpy(camera_path.intrinsics).float()
         for start in range(0, len(camera_path), options.chunk_frames):
             chunk = slice(start, min(start + options.chunk_frames, len(camera_path)))
             uniq, inverse = np.unique(src_idx[chunk], return_inverse=True)
-            colour = torch.from_numpy(reader.get_batch(uniq)).to(dev)
-            conf = None if geometry.conf is None else torch.from_numpy(geometry.conf[uniq]).to(dev)
-            src = prepare_sources(
-                colour,
-                torch.from_numpy(geometry.depth[uniq]).to(dev),
-                torch.from_numpy(geometry.intrinsics[uniq]).to(dev),
-                torch.from_numpy(geometry.c2w[uniq]).to(dev),
-                conf,
-                options.settings,
-            )
-            out = render_views(src.select(torch.from_numpy(inverse).to(dev)), w2c_all[chunk].to(dev), K_all[chunk].to(dev), W, H, options.settings)
-            rgb = (out.rgb.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-            mask = out.mask.cpu().numpy()
-            covered += int(mask.sum())
-            if pending is not None:
-                pending.result()
-            pending = encoder.submit(encode, rgb, mask)
-            if ply_dir is not None:
-                for k, s in enumerate(uniq):
-                    if int(s) not in exported:
-                        exported.add(int(s))
-                        pts = unproject(src.depth[k : k + 1], src.K[k : k + 1], src.c2w[k : k + 1])[0][src.valid[k]]
-                        cols = colour[k][src.valid[k]]
-                        _write_ply(ply_dir / f"source_{int(s):05d}.ply", pts.cpu().numpy(), cols.cpu().numpy())
-        if pending is not None:
-            pending.result()
+            sources = [source(int(s)) for s in uniq]
+            rendering.append(workers.submit(_render_chunk, sources, inverse, w2c_all[chunk], K_all[chunk], W, H, options.settings))
+            while len(rendering) > max(options.workers, 1):
+                drain()
+        while rendering:
+            drain()
+        while encoding:
+            encoding.popleft().result()
     camera_path.save(out_dir / "cameras.json")
     return RenderOutputs(
         render_video=out_dir / "render.mp4",

@@ -38,6 +38,8 @@ Resize = Literal["stretch", "crop"]
 _CACHE_FRAMES = 8
 # Decoding forward is cheaper than seeking when the target is at most this many frames ahead.
 _FORWARD_GAP = 32
+# Grey level -> limited-range BT.601 luma, as swscale converts an RGB grey.
+_GREY_TO_LUMA = np.round(16 + np.arange(256) * (219 / 255)).astype(np.uint8)
 
 
 class VideoError(ValueError):
@@ -142,8 +144,12 @@ def probe_video(path: str | os.PathLike, min_frames: int = 2) -> VideoInfo:
     file, or one with fewer than ``min_frames`` frames (a 1-frame file is a still image).
     """
     path = Path(path)
-    idx = _index(path)
-    n = _count_decodable(path)
+    return _info(path, _index(path), min_frames, verify=True)
+
+
+def _info(path: Path, idx: _Index, min_frames: int, verify: bool) -> VideoInfo:
+    """VideoInfo from the demuxed index; ``verify`` decodes every frame to count the decodable ones."""
+    n = _count_decodable(path) if verify else len(idx.pts)
     if n < len(idx.pts):
         raise VideoError(f"{path}: only {n} of {len(idx.pts)} frames decode; the file is truncated or corrupt")
     if n < min_frames:
@@ -174,7 +180,11 @@ class VideoReader:
     """Frame-accurate reader: ``len(r)``, ``r[i]``, iteration, ``r.get_batch(indices)``.
 
     ``size=(W, H)`` resizes every frame with the ``resize`` policy (module docstring). Validation
-    happens on construction (see ``probe_video``). Use as a context manager or call ``close()``.
+    happens on construction (see ``probe_video``); ``verify=False`` skips decoding every frame
+    there (the count comes from the demuxed packets, and a frame that fails to decode raises
+    ``VideoError`` when it is read), which halves the decoding of a reader used once through.
+    The last ``cache_frames`` frames read are cached (after a seek, also the frames decoded on the
+    way to the target). Use as a context manager or call ``close()``.
     """
 
     def __init__(
@@ -184,6 +194,8 @@ class VideoReader:
         resize: Resize = "stretch",
         min_frames: int = 2,
         backend: Literal["pyav", "decord"] = "pyav",
+        verify: bool = True,
+        cache_frames: int = _CACHE_FRAMES,
     ) -> None:
         if resize not in ("stretch", "crop"):
             raise ValueError(f"resize must be 'stretch' or 'crop', got {resize!r}")
@@ -192,8 +204,9 @@ class VideoReader:
         self.path = Path(path)
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.resize = resize
-        self.info = probe_video(self.path, min_frames=min_frames)
+        self.cache_frames = max(int(cache_frames), 1)
         self._index = _index(self.path)
+        self.info = _info(self.path, self._index, min_frames, verify)
         self._pts = self._index.pts
         self._container: av.container.InputContainer | None = None
         self._frames: Iterator[av.VideoFrame] | None = None
@@ -241,10 +254,14 @@ class VideoReader:
             self._cache.move_to_end(i)
             return self._cache[i]
         frame = self._decode_decord(i) if self._decord is not None else self._decode(i)
-        self._cache[i] = frame
-        if len(self._cache) > _CACHE_FRAMES:
-            self._cache.popitem(last=False)
+        self._remember(i, frame)
         return frame
+
+    def _remember(self, i: int, frame: np.ndarray) -> None:
+        self._cache[i] = frame
+        self._cache.move_to_end(i)
+        while len(self._cache) > self.cache_frames:
+            self._cache.popitem(last=False)
 
     def get_batch(self, indices: Sequence[int]) -> np.ndarray:
         """uint8 [n, H, W, 3] for the given indices (any order, repeats allowed)."""
@@ -271,8 +288,13 @@ class VideoReader:
         self._next = -1  # unknown until a frame's pts is seen
 
     def _decode(self, i: int) -> np.ndarray:
+        # After a seek, the frames decoded on the way that fit the cache are kept as well, so reading
+        # backwards (reverse or ping-pong time maps) decodes each keyframe interval once per
+        # ``cache_frames`` frames instead of once per frame.
+        keep_from = i + 1
         if self._frames is None or self._next < 0 or not (self._next <= i <= self._next + _FORWARD_GAP):
             self._restart(i)
+            keep_from = i - self.cache_frames + 1
         target = int(self._pts[i])
         while True:
             try:
@@ -284,6 +306,8 @@ class VideoReader:
             self._next = pos + 1
             if pos == i:
                 return _resize(frame, self.size, self.resize)
+            if keep_from <= pos < i and pos not in self._cache:
+                self._remember(pos, _resize(frame, self.size, self.resize))
             if frame.pts is not None and frame.pts > target:
                 self.close()
                 raise VideoError(f"{self.path}: frame {i} (pts {target}) was not found while decoding")
@@ -310,8 +334,9 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None, res
 class VideoWriter:
     """H.264 writer: ``with VideoWriter(path, fps, w, h) as w: w.write(frame)``.
 
-    Frames are uint8 [H, W, 3] RGB (or [H, W] grey, replicated). The file appears at ``path`` only
-    when the block exits without error.
+    Frames are uint8 [H, W, 3] RGB or [H, W] grey. Grey frames skip the RGB conversion: their luma
+    is written directly (limited range, 16 + 219 v / 255, neutral chroma), so 0 and 255 decode back
+    exactly at crf 0. The file appears at ``path`` only when the block exits without error.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, width: int, height: int, options: EncodeOptions = EncodeOptions()) -> None:
@@ -348,17 +373,31 @@ class VideoWriter:
         return self
 
     def write(self, frame: np.ndarray) -> None:
-        if frame.ndim == 2:
-            frame = np.repeat(frame[:, :, None], 3, axis=2)
-        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+        if frame.shape not in ((self.height, self.width, 3), (self.height, self.width)) or frame.dtype != np.uint8:
             raise VideoError(
-                f"{self.path}: frame must be uint8 [{self.height},{self.width},3], got {frame.dtype} {list(frame.shape)}"
+                f"{self.path}: frame must be uint8 [{self.height},{self.width},3] or [{self.height},{self.width}], "
+                f"got {frame.dtype} {list(frame.shape)}"
             )
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        vf = vf.reformat(format=self.options.pix_fmt, interpolation="AREA")
+        if frame.ndim == 2 and self.options.pix_fmt in ("yuv420p", "yuv444p"):
+            vf = self._grey_frame(frame)
+        else:
+            if frame.ndim == 2:
+                frame = np.repeat(frame[:, :, None], 3, axis=2)
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            vf = vf.reformat(format=self.options.pix_fmt, interpolation="AREA")
         for packet in self._stream.encode(vf):
             self._container.mux(packet)
         self.frames_written += 1
+
+    def _grey_frame(self, grey: np.ndarray) -> av.VideoFrame:
+        h, w = grey.shape
+        # yuv420p: Y [h, w] then U, V [h/2, w/2] packed as rows of w; yuv444p: planes [3, h, w].
+        shape = (h * 3 // 2, w) if self.options.pix_fmt == "yuv420p" else (3 * h, w)
+        planes = np.full(shape, 128, np.uint8)
+        planes[:h] = _GREY_TO_LUMA[grey]
+        if self.options.pix_fmt == "yuv444p":
+            planes = planes.reshape(3, h, w)
+        return av.VideoFrame.from_ndarray(planes, format=self.options.pix_fmt)
 
     def _abort(self, exc: BaseException) -> None:
         if self._container is not None:

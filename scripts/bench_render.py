@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -48,7 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--yaw", type=float, default=20.0, help="final yaw of the orbit in degrees [20]")
     p.add_argument("--pitch", type=float, default=5.0, help="final pitch of the orbit in degrees [5]")
     p.add_argument("--radius", type=float, default=1.0, help="orbit radius in metres [1]")
-    p.add_argument("--chunk", type=int, default=4, help="frames rendered per batch [4]")
+    p.add_argument("--chunk", type=int, default=None, help="frames rendered per batch [RenderOptions default]")
+    p.add_argument("--workers", type=int, default=None, help="render threads [RenderOptions default]")
+    p.add_argument("--source-cache", type=int, default=None, help="prepared source frames kept [RenderOptions default]")
     p.add_argument("--crf", type=int, default=None, help="render.mp4 crf [EncodeOptions default]")
     p.add_argument("--preset", default=None, help="render.mp4 x264 preset [EncodeOptions default]")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_render"))
@@ -89,7 +92,13 @@ def camera_path(args: argparse.Namespace, source_c2w: np.ndarray) -> CameraPath:
 def options(args: argparse.Namespace) -> RenderOptions:
     enc = EncodeOptions()
     enc = dataclasses.replace(enc, crf=enc.crf if args.crf is None else args.crf, preset=args.preset or enc.preset)
-    return RenderOptions(chunk_frames=args.chunk, encode=enc)
+    defaults = RenderOptions()
+    return RenderOptions(
+        chunk_frames=args.chunk or defaults.chunk_frames,
+        workers=args.workers or defaults.workers,
+        source_cache=defaults.source_cache if args.source_cache is None else args.source_cache,
+        encode=enc,
+    )
 
 
 def child(args: argparse.Namespace) -> None:
@@ -97,13 +106,18 @@ def child(args: argparse.Namespace) -> None:
     geo = load_geometry(d / "geometry.npz")
     path = camera_path(args, np.load(d / "source_c2w.npy"))
     out = args.workdir / f"out_{args.frames}"
-    c0, t0 = time.process_time(), time.perf_counter()
+    load = os.getloadavg()[0]
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     result = render_to_folder(d / "source.mp4", geo, path, out, options(args))
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
+    n = result.num_frames
     print(json.dumps({
-        "frames": result.num_frames,
-        "wall_ms_per_frame": 1000 * wall / result.num_frames,
-        "cpu_ms_per_frame": 1000 * cpu / result.num_frames,
+        "frames": n,
+        "wall_ms_per_frame": 1000 * wall / n,
+        "cpu_ms_per_frame": 1000 * (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / n,
+        "of_which_system_ms": 1000 * (r1.ru_stime - r0.ru_stime) / n,
+        "load_average_before": load,
+        "load_average_after": os.getloadavg()[0],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "geometry_mb": (geo.depth.nbytes + (0 if geo.conf is None else geo.conf.nbytes)) / 2**20,
         "coverage": result.coverage,

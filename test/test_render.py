@@ -221,3 +221,15 @@ def test_synthetic_scene_quality():
     assert (visible & ~mask).sum() < 0.01 * visible.sum()
     assert mpsnr(rgb, gt, sel) >= 32.0
     assert mpsnr(rgb, gt, sel & band) >= 26.0
+
+
+def test_surfaces_behind_the_camera_or_seen_from_behind_are_not_drawn():
+    """A plane at depth 2; a camera at z = 2.5 has it behind (its points would project mirrored onto
+    the screen), a camera at z = 2.5 turned around sees its back (flipped quads); a camera at z = 1
+    sees all of it at depth 1."""
+    col, depth = texture(seed=5), torch.full((h, w), 2.0)
+    assert not render(col, depth, pose(t=(0.0, 0.0, 2.5))).mask.any()
+    assert not render(col, depth, pose(R=rot_y(180.0), t=(0.0, 0.0, 2.5))).mask.any()
+    out = render(col, depth, pose(t=(0.0, 0.0, 1.0)))
+    assert out.mask.all() and torch.isfinite(out.rgb).all()
+    torch.testing.assert_close(out.depth[0], torch.full((H, W), 1.0), rtol=1e-3, atol=0)

@@ -153,3 +153,44 @@ def test_file_sha256(tmp_path):
     data = np.random.default_rng(0).bytes(3 << 20)
     p.write_bytes(data)
     assert file_sha256(p) == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("pix_fmt, h, w", [("yuv420p", 48, 64), ("yuv444p", 47, 65)])
+def test_grey_frames_write_luma_directly(tmp_path, pix_fmt, h, w):
+    """[H, W] frames skip the RGB conversion: a binary mask decodes back exactly at crf 0, other
+    grey levels within 1 (limited-range luma rounding), and the colour stays neutral."""
+    rng = np.random.default_rng(0)
+    mask = (rng.random((3, h, w)) > 0.5).astype(np.uint8) * 255
+    grey = rng.integers(0, 256, (3, h, w)).astype(np.uint8)
+    opts = EncodeOptions(crf=0, preset="ultrafast", pix_fmt=pix_fmt)
+    write_video(tmp_path / "m.mp4", list(mask), fps=10, options=opts)
+    np.testing.assert_array_equal(read_video(tmp_path / "m.mp4"), np.repeat(mask[..., None], 3, -1))
+    write_video(tmp_path / "g.mp4", list(grey), fps=10, options=opts)
+    back = read_video(tmp_path / "g.mp4").astype(int)
+    assert np.abs(back - grey[..., None]).max() <= 1
+
+
+def test_unverified_reader_skips_the_counting_decode(clip_file, tmp_path):
+    path, frames = clip_file
+    with VideoReader(path, verify=False) as r:
+        assert len(r) == len(frames)
+        np.testing.assert_array_equal(r.get_batch(range(len(r))), read_video(path))
+    trunc = _truncated(tmp_path)
+    with pytest.raises(VideoError) as err:
+        with VideoReader(trunc, verify=False) as r:
+            r.get_batch(range(len(r)))
+    assert str(trunc) in str(err.value)
+
+
+def test_reading_backwards_seeks_once_per_cache_length(clip_file, monkeypatch):
+    """After a seek the frames decoded on the way are cached too, so reading a clip backwards seeks
+    (and decodes from the keyframe) once per ``cache_frames`` frames instead of once per frame."""
+    path, _ = clip_file
+    sequential = read_video(path)
+    seeks = []
+    restart = VideoReader._restart
+    monkeypatch.setattr(VideoReader, "_restart", lambda self, i: seeks.append(i) or restart(self, i))
+    with VideoReader(path, cache_frames=4) as r:
+        back = r.get_batch(range(len(r) - 1, -1, -1))
+    np.testing.assert_array_equal(back, sequential[::-1])
+    assert seeks == [11, 7, 3]
