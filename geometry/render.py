@@ -18,12 +18,13 @@ float [B,3,H,W] in [0,1].
 from __future__ import annotations
 
 import functools
+import sys
 from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 
-from geometry.unproject import depth_slopes, flying_pixels, relative_jump, scale_intrinsics, upsample_depth, valid_depth
+from geometry.unproject import depth_slopes, flying_pixels, gather_pixels, relative_jump, scale_intrinsics, upsample_depth, valid_depth
 
 # z-buffer keys (int64, nonnegative, smaller = nearer): bits 40-61 the target depth's float32 bits
 # without the sign and the lowest _Z_DROP bits (relative depth resolution 2^-14), bits 17-39 the
@@ -31,8 +32,10 @@ from geometry.unproject import depth_slopes, flying_pixels, relative_jump, scale
 # its own surface), bits 8-15 and 0-7 the preimage inside the quad (q_x, q_y).
 _Z_DROP, _KEY_Z, _KEY_PIX, _KEY_EDGE = 9, 40, 17, 16
 _MAX_PIXELS = 1 << (_KEY_Z - _KEY_PIX)
+_LOW_WORD = 0 if sys.byteorder == "little" else 1  # the int32 half of an int64 holding bits 0-31
 # No candidate: the largest finite depth, pixel 0.
 _EMPTY = (0x7F7FFFFF >> _Z_DROP) << _KEY_Z
+_MISS = 1 << 62  # added to the key of a candidate outside its quad: above every key and _EMPTY
 _A_MAX = float(1 << 20)  # bound of the prescaled inverse quad maps (a quad < 1/4000 px)
 _FAR = 1e8  # start of rejected quads' test values, far outside [256, 512)
 
@@ -115,7 +118,7 @@ def prepare_sources(
     K = scale_intrinsics(K_depth.float(), tuple(depth.shape[1:]), (H, W))
     sx, sy, interior = depth_slopes(d_up, settings.rel_jump)
     pixel = _pixel_keys(H, W, rgb.device)
-    key = torch.where(interior, pixel, pixel | (1 << _KEY_EDGE))
+    key = pixel.add(~interior, alpha=1 << _KEY_EDGE)
     return SourceViews(rgb, d_up, v_up, sx, sy, interior, K, c2w.float(), key)
 
 
@@ -125,22 +128,26 @@ def _pixel_keys(height: int, width: int, device: torch.device) -> torch.Tensor:
     return torch.arange(height * width, device=device).view(1, height, width) << _KEY_PIX
 
 
-def _sample_same_surface(src: SourceViews, b: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor, d_ref: torch.Tensor, rel_jump: float) -> torch.Tensor:
-    """Bilinear colour at (sx, sy) of frames b, using only taps on the surface of depth d_ref. [n,3]"""
+def _sample_same_surface(src: SourceViews, base: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor, d_ref: torch.Tensor, rel_jump: float) -> torch.Tensor:
+    """Bilinear colour at (sx, sy) of the frames whose pixels start at flat index ``base`` (b * H * W),
+    using only taps on the surface of depth d_ref. [n, 3]"""
     H, W = src.depth.shape[1:]
-    sx, sy = sx.clamp(0, W - 1), sy.clamp(0, H - 1)
-    x0 = sx.floor().clamp(max=max(W - 2, 0)).long()
-    y0 = sy.floor().clamp(max=max(H - 2, 0)).long()
-    fx, fy = sx - x0, sy - y0
-    acc = torch.zeros(len(sx), 3, device=sx.device)
-    wsum = torch.zeros(len(sx), device=sx.device)
-    for dy, dx, w in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
-        yy, xx = (y0 + dy).clamp(max=H - 1), (x0 + dx).clamp(max=W - 1)
-        same = src.valid[b, yy, xx] & (relative_jump(src.depth[b, yy, xx], d_ref) <= rel_jump)
-        w = w * same
-        acc += w[:, None] * src.colour[b, :, yy, xx]
-        wsum += w
-    return acc / wsum.clamp_min(1e-12)[:, None]
+    x0 = sx.clamp(0, W - 1)
+    y0 = sy.clamp(0, H - 1)
+    fx, fy = x0.clone(), y0.clone()
+    x0.floor_().clamp_(max=max(W - 2, 0))
+    y0.floor_().clamp_(max=max(H - 2, 0))
+    fx -= x0
+    fy -= y0
+    i0 = y0.mul_(W).add_(x0).long().add_(base)
+    step_x, step_y = min(W - 1, 1), min(H - 1, 1) * W
+    taps = torch.stack([i0, i0 + step_x, i0 + step_y, i0 + (step_x + step_y)]).view(-1)
+    gx, gy = 1 - fx, 1 - fy
+    w = torch.stack([gx * gy, fx * gy, gx * fy, fx * fy])  # [4, n]
+    d = src.depth.reshape(-1).index_select(0, taps).view(4, -1)
+    w *= (relative_jump(d, d_ref) <= rel_jump) & src.valid.reshape(-1).index_select(0, taps).view(4, -1)
+    colour = gather_pixels(src.colour, taps).view(4, -1, 3)
+    return (colour * w[..., None]).sum(0) / w.sum(0).clamp_min(1e-12)[:, None]
 
 
 def _step(t: torch.Tensor, di: torch.Tensor, dj: torch.Tensor, i: int, j: int) -> torch.Tensor:
@@ -188,15 +195,17 @@ def render_views(
     u = torch.addcmul(per_frame(n[:, 0]), D, g[0]).mul_(inv_z)
     v = torch.addcmul(per_frame(n[:, 1]), D, g[1]).mul_(inv_z)
 
-    # Local affine map of each source quad: J = d(u, v)/d(x, y) from dh/dx = D_x g + D M[:, 0].
-    def d_proj(slope: torch.Tensor, col: int) -> tuple[torch.Tensor, torch.Tensor]:
-        dh2 = torch.addcmul(D * per_frame(M[:, 2, col]), slope, g[2])
-        du = torch.addcmul(D * per_frame(M[:, 0, col]), slope, g[0]).addcmul_(u, dh2, value=-1).mul_(inv_z)
-        dv = torch.addcmul(D * per_frame(M[:, 1, col]), slope, g[1]).addcmul_(v, dh2, value=-1).mul_(inv_z)
-        return du, dv
+    # Local affine map of each source quad: J = d(u, v)/d(x, y). With dh/dx = D_x g + D M[:, 0]:
+    # du/dx = (D (M00 - u M20) + D_x (g0 - u g2)) / z, likewise for v and y.
+    Dz = D * inv_z
+    Au = g[0].addcmul(u, g[2], value=-1).mul_(inv_z)
+    Av = g[1].addcmul(v, g[2], value=-1).mul_(inv_z)
 
-    ux, vx = d_proj(src.slope_x, 0)
-    uy, vy = d_proj(src.slope_y, 1)
+    def d_proj(t: torch.Tensor, row: int, col: int, slope: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(per_frame(M[:, row, col]), t, per_frame(M[:, 2, col]), value=-1).mul_(Dz).addcmul_(slope, A)
+
+    ux, vx = d_proj(u, 0, 0, src.slope_x, Au), d_proj(v, 1, 0, src.slope_x, Av)
+    uy, vy = d_proj(u, 0, 1, src.slope_y, Au), d_proj(v, 1, 1, src.slope_y, Av)
     det = (ux * vy).addcmul_(uy, vx, value=-1)
     bad.add_((1e-8 - det).clamp_(min=0))
     m = settings.max_footprint
@@ -229,10 +238,10 @@ def render_views(
     sbx = torch.addcmul(off, a00, u0 - u).addcmul_(a01, v0 - v)
     sby = torch.addcmul(off, a10, u0 - u).addcmul_(a11, v0 - v)
     key = ((z.view(torch.int32) >> _Z_DROP).long() << _KEY_Z).bitwise_or_(src.key)
-    base = v0.mul(Wp).add_(u0).add_(m * Wp + m).int().long() + (torch.arange(B, device=dev) * (Hp * Wp)).view(B, 1, 1)
-    # Candidates that miss their pixel are sent to a second, discarded copy of the buffer.
-    trash = B * Hp * Wp
-    zbuf = torch.full((2 * trash,), _EMPTY, dtype=torch.int64, device=dev)
+    base = v0.mul(Wp).add_(u0).add_(m * Wp + m).int().long()
+    if B > 1:
+        base += (torch.arange(B, device=dev) * (Hp * Wp)).view(B, 1, 1)
+    zbuf = torch.full((B * Hp * Wp,), _EMPTY, dtype=torch.int64, device=dev)
     # Level L tests the stencil offsets (i, j) with max(i, j) = L, on the quads whose stencil is
     # larger than L only (most quads need L = 0 alone).
     pts = [t.reshape(-1) for t in (sbx, sby, a00, a01, a10, a11, key, base, span)]
@@ -248,34 +257,48 @@ def render_views(
                 if max(i, j) == level:
                     qx = _step(bx, s00, s01, i, j).int().sub_(256)
                     qy = _step(by, s10, s11, i, j).int().sub_(256)
-                    miss = ((qx | qy) >> 8).clamp_(-1, 1).abs_()  # inside: both in [0, 255]
-                    target = b0.add(miss, alpha=trash)
-                    if level:
-                        target += j * Wp + i
-                    cand = (qx << 8).bitwise_or_(qy).long().bitwise_or_(k)
+                    miss = ((qx | qy) >> 8).abs_().clamp_(max=1)  # inside: both in [0, 255]
+                    # A candidate that misses its pixel (always inside the padded buffer) gets a
+                    # key above _EMPTY: it never wins.
+                    cand = (qx << 8).bitwise_or_(qy).bitwise_and_(0xFFFF).long().bitwise_or_(k).add_(miss, alpha=_MISS)
+                    target = b0 + (j * Wp + i) if level else b0
                     zbuf.scatter_reduce_(0, target, cand, "amin")
 
-    zbuf = zbuf[:trash].view(B, Hp, Wp)[:, m : m + height, m : m + width]
-    mask = zbuf != _EMPTY
+    # Decode the winners from the keys' 32-bit halves (int64 shifts are not vectorised on CPU).
+    words = zbuf.view(torch.int32).view(B, Hp, Wp, 2)[:, m : m + height, m : m + width]
+    words = words.permute(3, 0, 1, 2).contiguous()
+    lo, hi = words[_LOW_WORD], words[1 - _LOW_WORD]
+    mask = hi != (_EMPTY >> 32)
     maskf = mask.float()
-    pix = (zbuf >> _KEY_PIX).bitwise_and_(_MAX_PIXELS - 1)
-    wy = pix.float()
+    wy = (lo >> _KEY_PIX).bitwise_and_((1 << (32 - _KEY_PIX)) - 1).bitwise_or_((hi & ((1 << (_KEY_Z - 32)) - 1)) << (32 - _KEY_PIX)).float()
     wx = wy.clone()
     wy.div_(W).floor_()
     wx.sub_(wy * W)
-    q = zbuf.bitwise_and(0xFFFF).int()
-    step = 1.0 / scale
-    sx = ((q >> 8).float().mul_(step).sub_(lim).clamp_(-0.5, 0.5)).add_(wx)
-    sy = ((q & 0xFF).float().mul_(step).sub_(lim).clamp_(-0.5, 0.5)).add_(wy)
-    depth = ((zbuf >> _KEY_Z) << _Z_DROP).int().view(torch.float32).mul_(maskf)
 
-    grid = torch.stack([(sx + 0.5).mul_(2.0 / W).sub_(1), (sy + 0.5).mul_(2.0 / H).sub_(1)], -1).view(B, height * width, 1, 2)
-    rgb = F.grid_sample(src.colour, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    rgb = rgb.view(B, 3, height, width).mul_(maskf[:, None])
+    def preimage(q: torch.Tensor, t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Source coordinate: pixel t plus the quad offset from its 8-bit key field q (int32)."""
+        return torch.mul(q.bitwise_and(0xFF), 1.0 / scale, out=out).sub_(lim).clamp_(-0.5, 0.5).add_(t)
+
+    # grid_sample's [-1, 1] coordinates of the preimages.
+    grid = torch.empty(B, height, width, 2, device=dev)
+    for c, (q, t, n_src) in enumerate(((lo >> 8, wx, W), (lo, wy, H))):
+        preimage(q, t, out=grid[..., c]).mul_(2.0 / n_src).add_(1.0 / n_src - 1)
+    depth = hi.bitwise_and_(-(1 << (_KEY_Z - 32)))
+    depth = depth.add_(depth).view(torch.float32).mul_(maskf)  # (z bits >> _Z_DROP) << _Z_DROP
+    # A [B, height, width] grid: grid_sample vectorises along the output rows.
+    rgb = F.grid_sample(src.colour, grid, mode="bilinear", padding_mode="border", align_corners=False).mul_(maskf[:, None])
     # Near source depth edges, resample from taps on the winner's own surface only.
-    b_i, y_i, x_i = ((zbuf >> _KEY_EDGE).bitwise_and_(1)).nonzero(as_tuple=True)
-    if len(b_i):
-        ex_x, ex_y = sx[b_i, y_i, x_i], sy[b_i, y_i, x_i]
-        d_ref = src.depth.view(B, -1)[b_i, pix[b_i, y_i, x_i]]
-        rgb[b_i, :, y_i, x_i] = _sample_same_surface(src, b_i, ex_x, ex_y, d_ref, settings.rel_jump)
+    sel = (lo & (1 << _KEY_EDGE)).view(-1).nonzero()[:, 0]
+    if len(sel):
+        b_i = sel.div(height * width, rounding_mode="floor")
+        base = b_i * (H * W)
+        q = lo.view(-1).index_select(0, sel)
+        px, py = wx.view(-1).index_select(0, sel), wy.view(-1).index_select(0, sel)
+        d_ref = src.depth.reshape(-1).index_select(0, (py * W).add_(px).long().add_(base))
+        ex_x, ex_y = preimage(q >> 8, px), preimage(q, py)
+        colour = _sample_same_surface(src, base, ex_x, ex_y, d_ref, settings.rel_jump)
+        at = sel.add_(b_i * (2 * height * width))  # flat index of channel 0 in rgb [B, 3, height, width]
+        for c in range(3):
+            rgb.view(-1).index_copy_(0, at, colour[:, c])
+            at += height * width
     return RenderedViews(rgb, mask, depth)

@@ -1,4 +1,4 @@
-"""Depth maps to 3D points: intrinsics scaling, flying-pixel removal, edge-aware upsampling, unprojection.
+"""Depth maps to 3D points: intrinsics scaling and cropping, flying-pixel removal, edge-aware upsampling, unprojection.
 
 Conventions: OpenCV camera axes (x right, y down, z forward); pixel (i, j) has its centre at
 image coordinates (x=j, y=i); intrinsics K map camera coordinates to those pixel coordinates; depth
@@ -7,6 +7,8 @@ All functions are batched over a leading frame dimension B and run on any torch 
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +24,43 @@ def scale_intrinsics(K: torch.Tensor, from_hw: tuple[int, int], to_hw: tuple[int
     K[..., 0, 2] += 0.5 * sx - 0.5
     K[..., 1, 2] += 0.5 * sy - 0.5
     return K
+
+
+def crop_box(from_hw: tuple[int, int], to_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(y0, x0, h, w): the centred window of an image of ``from_hw`` with the aspect of ``to_hw``, in whole
+    pixels, as ``pipeline.video_io`` crops (``resize="crop"``). The side that is relatively too long is
+    shortened to round(other side x aspect); the margin is split with any odd pixel at the end."""
+    fh, fw = from_hw
+    h, w = to_hw
+    if fw * h > fh * w:  # wider than the target aspect: keep the height, crop columns
+        ch, cw = fh, round(fh * w / h)
+    else:
+        ch, cw = round(fw * h / w), fw
+    return (fh - ch) // 2, (fw - cw) // 2, ch, cw
+
+
+def crop_intrinsics(K: torch.Tensor, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> torch.Tensor:
+    """K [..., 3, 3] for an image of size ``from_hw`` -> K for its centre crop resampled to ``to_hw``.
+
+    With the window (y0, x0, h, w) = ``crop_box(from_hw, to_hw)`` and pixel centres aligned as in
+    ``scale_intrinsics``: x' = (x - x0 + 0.5) * W'/w - 0.5, y' = (y - y0 + 0.5) * H'/h - 0.5, so
+    fx' = fx * W'/w, cx' = (cx - x0 + 0.5) * W'/w - 0.5 (likewise in y). When the window is exact
+    (w = W * fh / H or h = H * fw / W without rounding) this is "scale by s = max(H'/fh, W'/fw) so the
+    frame covers to_hw, then drop equal margins": cx' = (cx + 0.5) * s - 0.5 - (fw * s - W') / 2.
+    Assumes K's last row is [0, 0, 1]."""
+    y0, x0, h, w = crop_box(from_hw, to_hw)
+    K = K.clone()
+    K[..., 0, 2] -= x0
+    K[..., 1, 2] -= y0
+    return scale_intrinsics(K, (h, w), to_hw)
+
+
+def cover_hw(from_hw: tuple[int, int], to_hw: tuple[int, int]) -> tuple[int, int]:
+    """(h, w) of an image of ``from_hw`` scaled, aspect kept, to the smallest size that covers ``to_hw``
+    (each side rounded, never below ``to_hw``): the whole frame at the pixel density of its centre
+    crop to ``to_hw``."""
+    s = max(to_hw[0] / from_hw[0], to_hw[1] / from_hw[1])
+    return max(to_hw[0], round(from_hw[0] * s)), max(to_hw[1], round(from_hw[1] * s))
 
 
 def pixel_rays(K: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -43,12 +82,6 @@ def _jumps(a: torch.Tensor, b: torch.Tensor, rel_jump: float) -> torch.Tensor:
     return (a - b).abs_() > torch.minimum(a, b).mul_(rel_jump)
 
 
-def _same_surface(a: torch.Tensor, b: torch.Tensor, rel_jump: float) -> torch.Tensor:
-    """Float 1 where depths a, b > 0 are on one surface (relative jump below rel_jump), else 0.
-    Computed with float ops only (comparisons producing bool are several times slower on CPU)."""
-    return torch.minimum(a, b).mul_(rel_jump).sub_((a - b).abs_()).sign_().clamp_(min=0)
-
-
 def valid_depth(depth: torch.Tensor, conf: torch.Tensor | None = None, min_conf_ratio: float = 0.0) -> torch.Tensor:
     """Finite, positive depth whose confidence (if given) is at least ``min_conf_ratio`` x the frame's median."""
     valid = torch.isfinite(depth) & (depth > 0)
@@ -63,24 +96,41 @@ def flying_pixels(depth: torch.Tensor, valid: torch.Tensor, rel_jump: float) -> 
     both neighbours along x, or both along y. A pixel on either side of a sharp edge is discontinuous
     with one neighbour only and is kept; a 1-pixel-wide structure is dropped. [B, h, w] bool."""
     d = torch.where(valid, depth, torch.zeros_like(depth))
-    pad = F.pad(d[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
-    vpad = F.pad(valid[:, None].float(), (1, 1, 1, 1), mode="replicate")[:, 0] > 0
+    out = torch.zeros_like(valid)
+    for dim in (2, 1):
+        n = d.shape[dim]
+        if n < 3:
+            continue
+        # jump[k]: pixels k and k + 1 along dim are both valid and discontinuous.
+        jump = _jumps(d.narrow(dim, 1, n - 1), d.narrow(dim, 0, n - 1), rel_jump)
+        jump &= valid.narrow(dim, 1, n - 1)
+        jump &= valid.narrow(dim, 0, n - 1)
+        out.narrow(dim, 1, n - 2).logical_or_(jump.narrow(dim, 0, n - 2) & jump.narrow(dim, 1, n - 2))
+    return out
 
-    def disc(dy: int, dx: int) -> torch.Tensor:
-        h, w = depth.shape[1:]
-        nb = pad[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
-        nv = vpad[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
-        return nv & valid & _jumps(d, nb, rel_jump)
 
-    return (disc(0, -1) & disc(0, 1)) | (disc(-1, 0) & disc(1, 0))
+@functools.lru_cache(maxsize=8)
+def _upsample_taps(out_hw: tuple[int, int], in_hw: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Bilinear taps from an in_hw grid to the pixel centres of an out_hw grid (read-only, cached):
+    x0, fx [W] and y0, fy [H] the lower tap (clamped so x0 + 1 is inside) and its weight, and
+    cell [H*W] int64 the flat index of the lower-left tap's cell in the (h-1) x (w-1) cell grid."""
+    (H, W), (h, w) = out_hw, in_hw
+
+    def axis(n_out: int, n_in: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = ((torch.arange(n_out, device=device, dtype=torch.float32) + 0.5) * (n_in / n_out) - 0.5).clamp_(0, n_in - 1)
+        x0 = x.floor().clamp_(max=max(n_in - 2, 0)).long()
+        return x0, x - x0
+
+    x0, fx = axis(W, w)
+    y0, fy = axis(H, h)
+    cell = (y0[:, None] * max(w - 1, 1) + x0).view(-1)
+    return x0, fx, y0, fy, cell
 
 
-def _source_coords(n_out: int, n_in: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """For output pixel centres on a grid of n_out, the lower input tap (clamped) and its weight."""
-    x = (torch.arange(n_out, device=device, dtype=torch.float32) + 0.5) * (n_in / n_out) - 0.5
-    x = x.clamp(0, n_in - 1)
-    x0 = x.floor().clamp(max=max(n_in - 2, 0)).long()
-    return x0, x - x0
+def gather_pixels(image: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Float colours [n, C] of an image [B, C, H, W] at flat pixel indices b * H * W + y * W + x."""
+    channels = image.transpose(0, 1).reshape(image.shape[1], -1)
+    return torch.stack([c.index_select(0, index) for c in channels], -1).float()
 
 
 def _cells(t: torch.Tensor, op) -> torch.Tensor:
@@ -105,36 +155,39 @@ def upsample_depth(
     """
     B, h, w = depth.shape
     H, W = guide.shape[-2:]
-    dev = depth.device
     d = torch.where(valid, depth, torch.zeros_like(depth)).float()
-    x0, fx = _source_coords(W, w, dev)
-    y0, fy = _source_coords(H, h, dev)
-    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
+    x0, fx, y0, fy, cell = _upsample_taps((H, W), (h, w), depth.device)
     out = F.interpolate(d[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
 
     # A low-res cell (y, x)-(y+1, x+1) is an edge cell if a corner is invalid or the corners jump.
-    big = torch.where(valid, d, torch.full_like(d, float("inf")))
-    cmin = _cells(big, torch.minimum)
-    cell_edge = (_cells(d, torch.maximum) > cmin * (1 + rel_jump)) | torch.isinf(cmin) | ~_cells(valid, torch.logical_and)
-    edge = cell_edge.index_select(1, y0).index_select(2, x0)
+    cmin = _cells(torch.where(valid, d, torch.full_like(d, float("inf"))), torch.minimum)
+    cell_edge = (_cells(d, torch.maximum) > cmin.mul_(1 + rel_jump)).logical_or_(~_cells(valid, torch.logical_and))
+    edge = torch.stack([c.view(-1).index_select(0, cell) for c in cell_edge]).view(B, H, W)
     out_valid = ~edge
-    b_i, y_i, x_i = edge.nonzero(as_tuple=True)
-    if len(b_i) == 0:
+    p = edge.view(-1).nonzero()[:, 0]  # flat output pixels b * H * W + y * W + x
+    if len(p) == 0:
         return out, out_valid
+    b_i = p.div(H * W, rounding_mode="floor")
+    r = p - b_i * (H * W)
+    y_i = r.div(W, rounding_mode="floor")
+    x_i = r - y_i * W
     wx, wy = fx[x_i], fy[y_i]
     bw = torch.stack([(1 - wx) * (1 - wy), wx * (1 - wy), (1 - wx) * wy, wx * wy], 0)  # [4, n]
-    ty = torch.stack([y0[y_i], y0[y_i], y1[y_i], y1[y_i]], 0)
-    tx = torch.stack([x0[x_i], x1[x_i], x0[x_i], x1[x_i]], 0)
-    tb = b_i[None].expand_as(ty)
-    cd, cv = d[tb, ty, tx], valid[tb, ty, tx]
+    ty0, tx0 = y0[y_i], x0[x_i]
+    ty1, tx1 = (ty0 + 1).clamp_(max=h - 1), (tx0 + 1).clamp_(max=w - 1)
+    ty = torch.stack([ty0, ty0, ty1, ty1], 0)
+    tx = torch.stack([tx0, tx1, tx0, tx1], 0)
+    taps = (ty * w).add_(tx).add_(b_i * (h * w)).view(-1)
+    cd = d.view(-1).index_select(0, taps).view(4, -1)
+    cv = valid.view(-1).index_select(0, taps).view(4, -1)
     dmin = torch.where(cv, cd, torch.full_like(cd, float("inf"))).min(0).values
     near = cv & (cd <= dmin * (1 + rel_jump))
     far = cv & ~near
     # Each tap's colour: the guide at the tap's centre (nearest full-resolution pixel).
     gy = ((ty.float() + 0.5) * (H / h) - 0.5).round().long().clamp(0, H - 1)
     gx = ((tx.float() + 0.5) * (W / w) - 0.5).round().long().clamp(0, W - 1)
-    tcol = guide[tb, :, gy, gx].float()  # [4, n, 3]
-    pix = guide[b_i, :, y_i, x_i].float()  # [n, 3]
+    tcol = gather_pixels(guide, (gy * W).add_(gx).add_(b_i * (H * W)).view(-1)).view(4, -1, 3)  # [4, n, 3]
+    pix = gather_pixels(guide, p)  # [n, 3]
 
     def set_stats(member: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         wgt = bw * member
@@ -149,8 +202,8 @@ def upsample_depth(
     df, cf, sf = set_stats(far)
     pick_near = cn <= cf
     covered = torch.where(pick_near, sn, sf) > 0
-    out[b_i, y_i, x_i] = torch.where(pick_near, dn, df) * covered
-    out_valid[b_i, y_i, x_i] = covered
+    out.view(-1).index_copy_(0, p, torch.where(pick_near, dn, df) * covered)
+    out_valid.view(-1).index_copy_(0, p, covered)
     return out, out_valid
 
 
@@ -171,8 +224,9 @@ def depth_slopes(depth: torch.Tensor, rel_jump: float) -> tuple[torch.Tensor, to
     def along(dim: int) -> tuple[torch.Tensor, torch.Tensor]:
         n = d.shape[dim]
         hi, lo = d.narrow(dim, 1, n - 1), d.narrow(dim, 0, n - 1)
-        cont = _same_surface(hi, lo, rel_jump)
-        diff = (hi - lo).mul_(cont)
+        diff = hi - lo
+        cont = torch.minimum(hi, lo).mul_(rel_jump).sub_(diff.abs()).sign_().clamp_(min=0)  # float 1 on one surface
+        diff.mul_(cont)
         slope, count = torch.zeros_like(d), torch.zeros_like(d)
         for t, acc in ((diff, slope), (cont, count)):
             acc.narrow(dim, 1, n - 1).add_(t)
