@@ -97,7 +97,11 @@ BATCH_OPTIONS = [
     _opt("width", int, 832, "Working/output width in pixels (multiple of 16)."),
     _opt("height", int, 480, "Working/output height in pixels (multiple of 16)."),
     _opt("resize", Literal["stretch", "crop"], "stretch",
-         "Fit the source to width x height: stretch (as the reference) or centre-crop to the aspect first."),
+         "How the source fills width x height. stretch: the whole frame scaled to width x height, aspect "
+         "ignored (as the reference). crop: the centred window with the width:height aspect, scaled to width x "
+         "height (the output camera sees that window; a moving camera still shows the rest of the frame). "
+         "Source, reference and preview frames follow the same policy; the geometry always covers the whole "
+         "frame, so changing this re-renders but never re-runs DA3."),
     _opt("fps", Optional[float], None, "Output frame rate. [default: the source's]"),
     _opt("render_backend", str, "torch", "Point renderer backend (torch; pytorch3d when installed)."),
     _opt("seed", int, 0, "Seed of the generator's noise."),

@@ -42,7 +42,8 @@ _DECODED_FRAMES = 32
 @dataclass(frozen=True)
 class RenderOptions:
     """chunk_frames: output frames rendered per batch (memory vs. speed); device: torch device;
-    colour_size: (W, H) the source video is read at (stretch; default = output size);
+    colour_size: (W, H) the whole source frame is read at (scaled to it, aspect ignored; default = output
+    size); colour is sampled there, so its pixel density should match the output camera's;
     encode / mask_encode: H.264 settings of render.mp4 / mask.mp4; export_ply: write ply/;
     workers: chunks rendered concurrently (on CPU each worker runs torch single-threaded, which
     beats torch's own threading: most ops are too small to split and idle threads spin);

@@ -32,6 +32,7 @@ from typing import Iterator, Literal, Sequence
 import av
 import numpy as np
 
+from geometry.unproject import crop_box
 from pipeline.fsutil import atomic_write
 
 Resize = Literal["stretch", "crop"]
@@ -166,12 +167,7 @@ def _resize(frame: av.VideoFrame, size: tuple[int, int] | None, resize: Resize) 
     if resize == "stretch":
         return frame.reformat(width=w, height=h, format="rgb24", interpolation=interp).to_ndarray()
     rgb = frame.to_ndarray(format="rgb24")
-    fh, fw = rgb.shape[:2]
-    if fw * h > fh * w:  # source wider than target: crop columns
-        cw, ch = round(fh * w / h), fh
-    else:
-        cw, ch = fw, round(fw * h / w)
-    x0, y0 = (fw - cw) // 2, (fh - ch) // 2
+    y0, x0, ch, cw = crop_box(rgb.shape[:2], (h, w))
     crop = np.ascontiguousarray(rgb[y0 : y0 + ch, x0 : x0 + cw])
     return av.VideoFrame.from_ndarray(crop, format="rgb24").reformat(width=w, height=h, interpolation=interp).to_ndarray()
 

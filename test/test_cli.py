@@ -152,8 +152,6 @@ def test_wrapper_script(tmp_path):
 def test_bad_options(env):
     odd = cli(env, "--width", "70")
     assert odd.exit_code == 1 and "multiples of 16" in odd.output
-    crop = cli(env, "--resize", "crop")
-    assert crop.exit_code == 1 and "--resize" in crop.output
     slow = cli(env, "--slowmo", "0.5")
     assert slow.exit_code == 1 and "slowmo" in slow.output
     assert not env["out"].exists()

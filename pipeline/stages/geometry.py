@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from geometry.cache import GeometryCacheError, GeometryMeta, load_geometry, save_geometry, sidecar_path
+from geometry.unproject import cover_hw
 from pipeline.layout import GEOMETRY_FILE
 from pipeline.manifest import StageKey
 from pipeline.stages.config import GeometrySettings, RenderSettings
@@ -59,14 +60,14 @@ def provided_cache(geometry_dir: Path | None, source: SourceVideo) -> Path | Non
 
 def geometry_key(source: SourceVideo, provided: Path | None, model: Path, render: RenderSettings,
                  settings: GeometrySettings) -> StageKey:
-    """What the cache depends on: a provided file's content, or the model, working size and DA3 options."""
+    """What the cache depends on: a provided file's content, or the model, working size and DA3 options
+    (not the resize policy: the geometry covers the whole frame either way, see ``da3_frame_size``)."""
     if provided is not None:
         side = sidecar_path(provided)
         inputs = {"video": source.sha256, "provided": file_sha256(provided),
                   "provided_sidecar": file_sha256(side) if side.is_file() else None}
         return StageKey("geometry", VERSION, inputs=inputs, params={"source": "provided"})
-    params = {"source": "da3", "model": weights_identity([model]), "width": render.width,
-              "height": render.height, "resize": render.resize,
+    params = {"source": "da3", "model": weights_identity([model]), "width": render.width, "height": render.height,
               **{f"da3_{name}": value for name, value in dataclasses.asdict(settings).items()}}
     return StageKey("geometry", VERSION, inputs={"video": source.sha256}, params=params)
 
@@ -86,12 +87,20 @@ def import_cache(out_dir: Path, provided: Path, source: SourceVideo) -> None:
     save_geometry(Path(out_dir) / GEOMETRY_FILE, dataclasses.replace(cache, meta=meta))
 
 
+def da3_frame_size(source: SourceVideo, render: RenderSettings) -> tuple[int, int]:
+    """(W, H) DA3 reads the video at: the whole frame, aspect kept, scaled to cover the working size
+    (= the working size when the aspects agree). Never cropped, whatever ``--resize`` says, so a
+    computed cache describes the same frame as a provided one and serves both policies."""
+    h, w = cover_hw((source.info.height, source.info.width), (render.height, render.width))
+    return w, h
+
+
 def estimate(out_dir: Path, model, source: SourceVideo, render: RenderSettings, settings: GeometrySettings) -> None:
-    """Run DA3 over the video at the working resolution (read chunk by chunk) and store the cache."""
+    """Run DA3 over the video at ``da3_frame_size`` (read chunk by chunk) and store the cache."""
     from geometry.da3 import estimate_geometry, validate_output
 
     meta = GeometryMeta(source_video=source.path.name, video_sha256=source.sha256, fps=source.info.fps)
-    with VideoReader(source.path, size=(render.width, render.height), resize=render.resize) as frames:
+    with VideoReader(source.path, size=da3_frame_size(source, render)) as frames:
         cache = estimate_geometry(frames, model, chunk_size=settings.chunk_size, overlap=settings.overlap,
                                   process_res=settings.process_res, meta=meta)
     save_geometry(Path(out_dir) / GEOMETRY_FILE, validate_output(cache, model))

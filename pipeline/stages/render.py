@@ -1,4 +1,12 @@
-"""Render stage: source video + geometry cache + trajectory -> render.mp4, mask.mp4, mask.npz, cameras.json."""
+"""Render stage: source video + geometry cache + trajectory -> render.mp4, mask.mp4, mask.npz, cameras.json.
+
+The geometry always describes the whole source frame; the resize policy is a property of the output
+camera. ``stretch``: the output K is the source K scaled to the working size (x and y independently).
+``crop``: the output K is the source K of the centred window with the working aspect
+(``geometry.unproject.crop_intrinsics``), so the identity trajectory shows exactly the frames
+``VideoReader(..., resize="crop")`` returns, while colour is still sampled from the whole frame (read
+at ``cover_hw``), so a moving camera sees past the crop's edges where the source saw something.
+"""
 
 from __future__ import annotations
 
@@ -9,35 +17,57 @@ import numpy as np
 import torch
 
 from geometry.cache import GeometryCache, load_geometry
-from geometry.unproject import scale_intrinsics
+from geometry.unproject import cover_hw, crop_intrinsics, scale_intrinsics
 from pipeline.manifest import StageKey, text_sha256
 from pipeline.stages.config import RenderSettings
 from pipeline.stages.source import SourceVideo
+from pipeline.video_io import VideoInfo
 from trajectories import CameraPath, PathOptions, TrajectorySpec, foreground_depth, make_camera_path
 
 VERSION = 1
 OUTPUTS = ["render.mp4", "mask.mp4", "mask.npz", "cameras.json"]
 BACKENDS = ("torch",)
+RESIZE_POLICIES = ("stretch", "crop")
 
 
 def check_settings(settings: RenderSettings) -> None:
-    """Options the renderer supports (it reads the source stretched to the working size)."""
+    """Options the renderer supports (raises ValueError naming the flag)."""
     if settings.backend not in BACKENDS:
         raise ValueError(f"--render_backend {settings.backend!r} is not available; choose one of {', '.join(BACKENDS)}")
-    if settings.resize != "stretch":
-        raise ValueError(f"--resize {settings.resize!r} is not supported by the renderer yet; use --resize stretch")
+    if settings.resize not in RESIZE_POLICIES:
+        raise ValueError(f"--resize {settings.resize!r}: choose one of {', '.join(RESIZE_POLICIES)}")
+
+
+def output_intrinsics(K: np.ndarray, geometry_hw: tuple[int, int], source_hw: tuple[int, int],
+                      settings: RenderSettings) -> np.ndarray:
+    """The output camera's K [3, 3] at (settings.height, settings.width) for the source K [3, 3] given
+    at the geometry's (h, w); ``source_hw`` is the video's frame size, which the crop window is cut from
+    (the geometry may have another aspect, e.g. DA3's processing size)."""
+    out_hw = (settings.height, settings.width)
+    K = torch.from_numpy(np.asarray(K, dtype=np.float64))
+    if settings.resize == "crop":
+        return crop_intrinsics(scale_intrinsics(K, geometry_hw, source_hw), source_hw, out_hw).numpy()
+    return scale_intrinsics(K, geometry_hw, out_hw).numpy()
+
+
+def colour_size(source: VideoInfo, settings: RenderSettings) -> tuple[int, int]:
+    """(W, H) the renderer reads the source at: the working size (stretch), or the whole frame at the
+    crop's pixel density (crop)."""
+    if settings.resize == "crop":
+        h, w = cover_hw((source.height, source.width), (settings.height, settings.width))
+        return w, h
+    return settings.width, settings.height
 
 
 def build_camera_path(
-    geometry: GeometryCache, spec: TrajectorySpec, options: PathOptions, settings: RenderSettings, source_fps: float
+    geometry: GeometryCache, spec: TrajectorySpec, options: PathOptions, settings: RenderSettings, source: VideoInfo
 ) -> CameraPath:
     """The target cameras: the trajectory around the geometry's cameras, at the working resolution."""
     conf0 = geometry.conf[0] if geometry.conf is not None else None
     scene_depth = foreground_depth(geometry.depth[0], conf0) if options.radius == "scene" else None
-    K0 = torch.from_numpy(np.asarray(geometry.intrinsics[0], dtype=np.float64))
-    K = scale_intrinsics(K0, geometry.resolution, (settings.height, settings.width)).numpy()
+    K = output_intrinsics(geometry.intrinsics[0], geometry.resolution, (source.height, source.width), settings)
     return make_camera_path(
-        spec, geometry.c2w, K, settings.width, settings.height, settings.fps or source_fps, options, scene_depth
+        spec, geometry.c2w, K, settings.width, settings.height, settings.fps or source.fps, options, scene_depth
     )
 
 
@@ -56,5 +86,6 @@ def produce_render(out_dir: Path, source: SourceVideo, geometry_file: Path, spec
     from pipeline.render_output import RenderOptions, render_to_folder
 
     geometry = load_geometry(geometry_file, expect_frames=source.info.num_frames)
-    camera_path = build_camera_path(geometry, spec, options, settings, source.info.fps)
-    render_to_folder(source.path, geometry, camera_path, out_dir, RenderOptions(device=device))
+    camera_path = build_camera_path(geometry, spec, options, settings, source.info)
+    render_to_folder(source.path, geometry, camera_path, out_dir,
+                     RenderOptions(device=device, colour_size=colour_size(source.info, settings)))
