@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from pipeline.stages.config import STAGES, GeometrySettings, RenderSettings, RunConfig
+from pipeline.stages.config import STAGES, GeometrySettings, OutputSettings, RunConfig
 from trajectories import PathOptions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,8 +135,8 @@ def _path_options(o: dict) -> dict:
     ))
 
 
-def _render_settings(o: dict) -> RenderSettings:
-    return RenderSettings(width=o["width"], height=o["height"], resize=o["resize"], fps=o["fps"], backend=o["render_backend"])
+def _render_settings(o: dict) -> OutputSettings:
+    return OutputSettings(width=o["width"], height=o["height"], resize=o["resize"], fps=o["fps"], backend=o["render_backend"])
 
 
 def _geometry_settings(o: dict) -> GeometrySettings:

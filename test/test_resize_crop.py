@@ -20,7 +20,7 @@ from geometry.unproject import cover_hw, crop_box, crop_intrinsics, scale_intrin
 from pipeline.cli import app
 from pipeline.render_output import load_mask
 from pipeline.stages import geometry as geometry_stage
-from pipeline.stages.config import GeometrySettings, RenderSettings
+from pipeline.stages.config import GeometrySettings, OutputSettings
 from pipeline.stages.render import colour_size, produce_render
 from pipeline.stages.source import open_source
 from pipeline.video_io import EncodeOptions, VideoInfo, VideoReader, file_sha256, read_video, write_video
@@ -59,8 +59,8 @@ def test_crop_box_and_intrinsics_against_hand_values():
     torch.testing.assert_close(crop_intrinsics(K, (48, 64), (480, 640)), scale_intrinsics(K, (48, 64), (480, 640)))
     # The renderer reads the whole frame at the crop's pixel density (stretch: at the output size).
     info = VideoInfo(width=199, height=121, fps=8.0, num_frames=9)
-    assert colour_size(info, RenderSettings(128, 96, "crop")) == (158, 96)
-    assert colour_size(info, RenderSettings(128, 96, "stretch")) == (128, 96)
+    assert colour_size(info, OutputSettings(128, 96, "crop")) == (158, 96)
+    assert colour_size(info, OutputSettings(128, 96, "stretch")) == (128, 96)
 
 
 @pytest.mark.parametrize("source_hw, box", [((51, 67), (3, 0, 45, 67)),  # rows: 44.67 rounds to 45
@@ -118,7 +118,7 @@ def test_identity_render_with_crop_is_the_cropped_source(odd_clip):
     renders = {}
     for policy in ("crop", "stretch"):
         out = odd_clip["root"] / policy
-        produce_render(out, source, odd_clip["geometry"], spec, options, RenderSettings(width, height, policy), "cpu")
+        produce_render(out, source, odd_clip["geometry"], spec, options, OutputSettings(width, height, policy), "cpu")
         renders[policy] = (read_video(out / "render.mp4")[0].astype(np.float64) / 255, load_mask(out / "mask.npz")[0],
                            CameraPath.load(out / "cameras.json"))
 
@@ -175,7 +175,7 @@ def test_pipeline_crop_lines_up_source_and_render_and_reuses_geometry(tmp_path):
 def test_da3_geometry_reads_the_whole_frame_whatever_the_policy(monkeypatch, tmp_path):
     video = add_video(tmp_path, "tall", n_frames=9, size=(48, 64), geometry=False)
     source = open_source(video)
-    keys = [geometry_stage.geometry_key(source, None, tmp_path / "DA3", RenderSettings(OUT_W, OUT_H, p),
+    keys = [geometry_stage.geometry_key(source, None, tmp_path / "DA3", OutputSettings(OUT_W, OUT_H, p),
                                         GeometrySettings()) for p in ("stretch", "crop")]
     assert keys[0] == keys[1]
     seen = []
@@ -190,7 +190,7 @@ def test_da3_geometry_reads_the_whole_frame_whatever_the_policy(monkeypatch, tmp
     monkeypatch.setattr("geometry.da3.estimate_geometry", fake_estimate)
     for policy in ("stretch", "crop"):
         with pytest.raises(Stop):
-            geometry_stage.estimate(tmp_path / "g", None, source, RenderSettings(OUT_W, OUT_H, policy), GeometrySettings())
+            geometry_stage.estimate(tmp_path / "g", None, source, OutputSettings(OUT_W, OUT_H, policy), GeometrySettings())
     # A 48x64 portrait frame covering 64x48: 64x85, aspect kept, nothing cropped.
     assert seen[0].shape == seen[1].shape == (85, 64, 3)
     np.testing.assert_array_equal(seen[0], seen[1])

@@ -32,8 +32,8 @@ class WeightPaths:
 
 
 @dataclass(frozen=True)
-class RenderSettings:
-    """Working resolution and render options; ``fps`` None keeps the source frame rate."""
+class OutputSettings:
+    """Working (output) resolution, resize policy, fps and render backend; ``fps`` None keeps the source frame rate."""
 
     width: int = 832
     height: int = 480
@@ -64,7 +64,7 @@ class RunConfig:
     weights: WeightPaths
     geometry_dir: Path | None = None
     path_options: dict[str, Any] = field(default_factory=dict)  # trajectories.PathOptions fields
-    render: RenderSettings = RenderSettings()
+    render: OutputSettings = OutputSettings()
     geometry: GeometrySettings = GeometrySettings()
     caption: str | None = None
     captions_file: Path | None = None
@@ -90,7 +90,7 @@ class RunConfig:
         for k in paths:
             data[k] = None if data[k] is None else Path(data[k])
         data["weights"] = WeightPaths(**{k: Path(v) for k, v in data["weights"].items()})
-        data["render"] = RenderSettings(**data["render"])
+        data["render"] = OutputSettings(**data["render"])
         data["geometry"] = GeometrySettings(**data["geometry"])
         data["skip"] = tuple(data["skip"])
         data["stages"] = tuple(data["stages"])

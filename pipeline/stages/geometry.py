@@ -9,7 +9,7 @@ from geometry.cache import GeometryCacheError, GeometryMeta, load_geometry, save
 from geometry.unproject import cover_hw
 from pipeline.layout import GEOMETRY_FILE
 from pipeline.manifest import StageKey
-from pipeline.stages.config import GeometrySettings, RenderSettings
+from pipeline.stages.config import GeometrySettings, OutputSettings
 from pipeline.stages.source import SourceVideo
 from pipeline.stages.weights import weights_identity
 from pipeline.video_io import VideoReader, file_sha256
@@ -58,7 +58,7 @@ def provided_cache(geometry_dir: Path | None, source: SourceVideo) -> Path | Non
     return path if path.is_file() else None
 
 
-def geometry_key(source: SourceVideo, provided: Path | None, model: Path, render: RenderSettings,
+def geometry_key(source: SourceVideo, provided: Path | None, model: Path, render: OutputSettings,
                  settings: GeometrySettings) -> StageKey:
     """What the cache depends on: a provided file's content, or the model, working size and DA3 options
     (not the resize policy: the geometry covers the whole frame either way, see ``da3_frame_size``)."""
@@ -87,7 +87,7 @@ def import_cache(out_dir: Path, provided: Path, source: SourceVideo) -> None:
     save_geometry(Path(out_dir) / GEOMETRY_FILE, dataclasses.replace(cache, meta=meta))
 
 
-def da3_frame_size(source: SourceVideo, render: RenderSettings) -> tuple[int, int]:
+def da3_frame_size(source: SourceVideo, render: OutputSettings) -> tuple[int, int]:
     """(W, H) DA3 reads the video at: the whole frame, aspect kept, scaled to cover the working size
     (= the working size when the aspects agree). Never cropped, whatever ``--resize`` says, so a
     computed cache describes the same frame as a provided one and serves both policies."""
@@ -95,7 +95,7 @@ def da3_frame_size(source: SourceVideo, render: RenderSettings) -> tuple[int, in
     return w, h
 
 
-def estimate(out_dir: Path, model, source: SourceVideo, render: RenderSettings, settings: GeometrySettings) -> None:
+def estimate(out_dir: Path, model, source: SourceVideo, render: OutputSettings, settings: GeometrySettings) -> None:
     """Run DA3 over the video at ``da3_frame_size`` (read chunk by chunk) and store the cache."""
     from geometry.da3 import estimate_geometry, validate_output
 

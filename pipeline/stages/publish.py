@@ -11,7 +11,7 @@ import numpy as np
 from pipeline.fsutil import atomic_write
 from pipeline.layout import GENERATED_FILE
 from pipeline.manifest import StageKey
-from pipeline.stages.config import RenderSettings
+from pipeline.stages.config import OutputSettings
 from pipeline.stages.source import SourceVideo
 from pipeline.video_io import EncodeOptions, VideoReader, VideoWriter
 from trajectories import CameraPath
@@ -28,7 +28,7 @@ def outputs(with_result: bool) -> list[str]:
 
 
 def publish_key(source: SourceVideo, render_digest: str | None, generate_digest: str | None,
-                settings: RenderSettings) -> StageKey:
+                settings: OutputSettings) -> StageKey:
     return StageKey(
         "publish",
         VERSION,
@@ -47,7 +47,7 @@ def _panels(readers: list[VideoReader], indices: range) -> np.ndarray:
 
 
 def produce_outputs(out_dir: Path, source: SourceVideo, render_dir: Path, generated: Path | None,
-                    settings: RenderSettings) -> None:
+                    settings: OutputSettings) -> None:
     """Copy the conditions and result; write source.mp4 (time-mapped) and preview.mp4 side by side."""
     out_dir = Path(out_dir)
     for name in COPIED:

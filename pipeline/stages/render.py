@@ -19,7 +19,7 @@ import torch
 from geometry.cache import GeometryCache, load_geometry
 from geometry.unproject import cover_hw, crop_intrinsics, scale_intrinsics
 from pipeline.manifest import StageKey, text_sha256
-from pipeline.stages.config import RenderSettings
+from pipeline.stages.config import OutputSettings
 from pipeline.stages.source import SourceVideo
 from pipeline.video_io import VideoInfo
 from trajectories import CameraPath, PathOptions, TrajectorySpec, foreground_depth, make_camera_path
@@ -30,7 +30,7 @@ BACKENDS = ("torch",)
 RESIZE_POLICIES = ("stretch", "crop")
 
 
-def check_settings(settings: RenderSettings) -> None:
+def check_settings(settings: OutputSettings) -> None:
     """Options the renderer supports (raises ValueError naming the flag)."""
     if settings.backend not in BACKENDS:
         raise ValueError(f"--render_backend {settings.backend!r} is not available; choose one of {', '.join(BACKENDS)}")
@@ -39,7 +39,7 @@ def check_settings(settings: RenderSettings) -> None:
 
 
 def output_intrinsics(K: np.ndarray, geometry_hw: tuple[int, int], source_hw: tuple[int, int],
-                      settings: RenderSettings) -> np.ndarray:
+                      settings: OutputSettings) -> np.ndarray:
     """The output camera's K [3, 3] at (settings.height, settings.width) for the source K [3, 3] given
     at the geometry's (h, w); ``source_hw`` is the video's frame size, which the crop window is cut from
     (the geometry may have another aspect, e.g. DA3's processing size)."""
@@ -50,7 +50,7 @@ def output_intrinsics(K: np.ndarray, geometry_hw: tuple[int, int], source_hw: tu
     return scale_intrinsics(K, geometry_hw, out_hw).numpy()
 
 
-def colour_size(source: VideoInfo, settings: RenderSettings) -> tuple[int, int]:
+def colour_size(source: VideoInfo, settings: OutputSettings) -> tuple[int, int]:
     """(W, H) the renderer reads the source at: the working size (stretch), or the whole frame at the
     crop's pixel density (crop)."""
     if settings.resize == "crop":
@@ -60,7 +60,7 @@ def colour_size(source: VideoInfo, settings: RenderSettings) -> tuple[int, int]:
 
 
 def build_camera_path(
-    geometry: GeometryCache, spec: TrajectorySpec, options: PathOptions, settings: RenderSettings, source: VideoInfo
+    geometry: GeometryCache, spec: TrajectorySpec, options: PathOptions, settings: OutputSettings, source: VideoInfo
 ) -> CameraPath:
     """The target cameras: the trajectory around the geometry's cameras, at the working resolution."""
     conf0 = geometry.conf[0] if geometry.conf is not None else None
@@ -72,7 +72,7 @@ def build_camera_path(
 
 
 def render_key(source: SourceVideo, geometry_digest: str | None, spec: TrajectorySpec, options: PathOptions,
-               settings: RenderSettings) -> StageKey:
+               settings: OutputSettings) -> StageKey:
     return StageKey(
         "render",
         VERSION,
@@ -82,7 +82,7 @@ def render_key(source: SourceVideo, geometry_digest: str | None, spec: Trajector
 
 
 def produce_render(out_dir: Path, source: SourceVideo, geometry_file: Path, spec: TrajectorySpec,
-                   options: PathOptions, settings: RenderSettings, device: str) -> None:
+                   options: PathOptions, settings: OutputSettings, device: str) -> None:
     from pipeline.render_output import RenderOptions, render_to_folder
 
     geometry = load_geometry(geometry_file, expect_frames=source.info.num_frames)
