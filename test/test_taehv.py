@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+from codec_checks import assert_stream_equals_decode
+
 from models.manifest import CheckpointError, load_manifest, model_shapes
 from models.taehv import TAEHV, MemBlock, TGrow, TPool
 
@@ -90,12 +92,4 @@ def test_wan_conventions(tae):
 
 def test_stream_decoder_equals_one_decode(tae):
     latents = torch.randn(1, 7, 16, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    whole = tae.decode(latents)
-    for sizes in ([3, 3, 1], [1] * 7, [7]):
-        stream = tae.stream_decoder()
-        parts, start = [], 0
-        for n in sizes:
-            parts.append(stream.push(latents[:, start:start + n]))
-            start += n
-        assert [p.shape[2] for p in parts] == [4 * n - (3 if i == 0 else 0) for i, n in enumerate(sizes)]
-        assert torch.equal(torch.cat(parts, dim=2), whole)
+    assert_stream_equals_decode(tae, latents, ([3, 3, 1], [1] * 7, [7]))
