@@ -159,18 +159,12 @@ def _step(t: torch.Tensor, di: torch.Tensor, dj: torch.Tensor, i: int, j: int) -
     return t
 
 
-def render_views(
-    src: SourceViews,
-    w2c: torch.Tensor,
-    K: torch.Tensor,
-    width: int,
-    height: int,
-    settings: RenderSettings = RenderSettings(),
-) -> RenderedViews:
-    """Render source view b into target camera b (w2c [B,4,4], K [B,3,3] at (height, width)).
+def _project(src: SourceViews, w2c: torch.Tensor, K: torch.Tensor, near: float) -> tuple[torch.Tensor, ...]:
+    """Target position of every source pixel and its local affine map J = d(u, v)/d(x, y).
 
-    Rejected quads (invalid depth, nearer than ``near``, degenerate or flipped) carry a positive
-    penalty instead of a boolean mask: comparisons and ``where`` cost several times a float op on CPU."""
+    Returns u, v (target pixel), z (target depth, clamped to >= near), ux, uy, vx, vy (J) and
+    ``bad`` (> 0 where the quad is rejected: invalid depth or nearer than ``near``), all [B, H, W].
+    Temporaries are local so they are freed (and their memory reused while still in cache) on return."""
     B, H, W = src.depth.shape
     dev = src.depth.device
     D = src.depth
@@ -188,31 +182,45 @@ def render_views(
     def field(c: int) -> torch.Tensor:  # M[c] . [x, y, 1] over the pixel grid
         return (M[:, c, 0, None] * xs + M[:, c, 2, None])[:, None, :] + (M[:, c, 1, None] * ys)[:, :, None]
 
-    g = [field(c) for c in range(3)]
-    z = torch.addcmul(per_frame(n[:, 2]), D, g[2])
-    bad = (settings.near - z).clamp_(min=0).add_(1).sub_(D.sign())  # D >= 0; 0 marks invalid depth
-    inv_z = z.clamp_(min=settings.near).reciprocal()
-    u = torch.addcmul(per_frame(n[:, 0]), D, g[0]).mul_(inv_z)
-    v = torch.addcmul(per_frame(n[:, 1]), D, g[1]).mul_(inv_z)
+    g0, g1, g2 = (field(c) for c in range(3))
+    z = torch.addcmul(per_frame(n[:, 2]), D, g2)
+    bad = (near - z).clamp_(min=0).add_(1).sub_(D.sign())  # D >= 0; 0 marks invalid depth
+    inv_z = z.clamp_(min=near).reciprocal()
+    u = torch.addcmul(per_frame(n[:, 0]), D, g0).mul_(inv_z)
+    v = torch.addcmul(per_frame(n[:, 1]), D, g1).mul_(inv_z)
 
-    # Local affine map of each source quad: J = d(u, v)/d(x, y). With dh/dx = D_x g + D M[:, 0]:
-    # du/dx = (D (M00 - u M20) + D_x (g0 - u g2)) / z, likewise for v and y.
+    # With dh/dx = D_x g + D M[:, 0]: du/dx = (D (M00 - u M20) + D_x (g0 - u g2)) / z, likewise for
+    # v and y.
     Dz = D * inv_z
-    Au = g[0].addcmul(u, g[2], value=-1).mul_(inv_z)
-    Av = g[1].addcmul(v, g[2], value=-1).mul_(inv_z)
+    Au = g0.addcmul_(u, g2, value=-1).mul_(inv_z)
+    Av = g1.addcmul_(v, g2, value=-1).mul_(inv_z)
 
     def d_proj(t: torch.Tensor, row: int, col: int, slope: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(per_frame(M[:, row, col]), t, per_frame(M[:, 2, col]), value=-1).mul_(Dz).addcmul_(slope, A)
 
     ux, vx = d_proj(u, 0, 0, src.slope_x, Au), d_proj(v, 1, 0, src.slope_x, Av)
     uy, vy = d_proj(u, 0, 1, src.slope_y, Au), d_proj(v, 1, 1, src.slope_y, Av)
+    return u, v, z, ux, uy, vx, vy, bad
+
+
+def _quads(src: SourceViews, w2c: torch.Tensor, K: torch.Tensor, width: int, height: int, settings: RenderSettings) -> list[torch.Tensor]:
+    """Each source quad's rasterisation record, flat [B * H * W] each: sbx, sby (q of the stencil's
+    first pixel), a00, a01, a10, a11 (inverse affine map in q units per target pixel), key (static
+    z-buffer key), base (flat index of the first stencil pixel in the padded z-buffer) and span
+    (stencil size in pixels, 0 for rejected quads).
+
+    Rejected quads (invalid depth, nearer than ``near``, degenerate or flipped) carry a positive
+    penalty instead of a boolean mask: comparisons and ``where`` cost several times a float op on CPU."""
+    B = src.depth.shape[0]
+    u, v, z, ux, uy, vx, vy, bad = _project(src, w2c, K, settings.near)
     det = (ux * vy).addcmul_(uy, vx, value=-1)
     bad.add_((1e-8 - det).clamp_(min=0))
     m = settings.max_footprint
     ex = (ux.abs() + uy.abs()).mul_(0.5).add_(settings.coverage_eps)
     ey = (vx.abs() + vy.abs()).mul_(0.5).add_(settings.coverage_eps)
     u0, v0 = (u - ex).ceil_(), (v - ey).ceil_()
-    span = torch.maximum((u + ex).floor_().sub_(u0), (v + ey).floor_().sub_(v0)).add_(1)  # stencil size
+    span = torch.maximum(ex.add_(u).floor_().sub_(u0), ey.add_(v).floor_().sub_(v0)).add_(1)  # stencil size
+    del ex, ey
     # A quad whose stencil starts beyond the m-pixel padding is not drawn.
     u0c, v0c = u0.clamp(-m, width), v0.clamp(-m, height)
     bad.add_(u0.sub_(u0c).abs_()).add_(v0.sub_(v0c).abs_())
@@ -220,10 +228,9 @@ def render_views(
     ok = bad.sign_().neg_().add_(1)  # 1 = draw, 0 = rejected
     span.mul_(ok)
 
-    # Rasterise into a z-buffer padded by m pixels on every side (no bounds tests per candidate).
     # Candidate keys (int64, see _KEY_*): depth, source pixel and its edge flag, and the pixel's
     # preimage inside the quad (q_x, q_y in steps of 2 lim / 255 source pixels), so nothing is
-    # gathered per point afterwards. The nearest key wins (scatter_reduce amin).
+    # gathered per point afterwards.
     lim = 0.5 + settings.coverage_eps
     scale = 255.0 / (2 * lim)
     # Inverse affine map, prescaled to q units, 0 for rejected quads; bounded so q fits an int32.
@@ -231,20 +238,32 @@ def render_views(
     a00, a11 = (vy * inv_det).clamp_(-_A_MAX, _A_MAX), (ux * inv_det).clamp_(-_A_MAX, _A_MAX)
     inv_det.neg_()
     a01, a10 = (uy * inv_det).clamp_(-_A_MAX, _A_MAX), (vx * inv_det).clamp_(-_A_MAX, _A_MAX)
+    del ux, uy, vx, vy, inv_det
     Hp, Wp = height + 2 * m, width + 2 * m
     # q = (offset + lim) * scale + 256.5 truncates to [256, 511] exactly when the pixel centre lies
     # inside the quad; rejected quads start far outside and never move (their map is 0).
-    off = ok * (lim * scale + 256.5 + _FAR) - _FAR
-    sbx = torch.addcmul(off, a00, u0 - u).addcmul_(a01, v0 - v)
-    sby = torch.addcmul(off, a10, u0 - u).addcmul_(a11, v0 - v)
+    off = ok.mul_(lim * scale + 256.5 + _FAR).sub_(_FAR)
+    du, dv = u.sub_(u0).neg_(), v.sub_(v0).neg_()  # u0 - u, v0 - v
+    sbx = torch.addcmul(off, a00, du).addcmul_(a01, dv)
+    sby = off.addcmul_(a10, du).addcmul_(a11, dv)
+    del du, dv, off
     key = ((z.view(torch.int32) >> _Z_DROP).long() << _KEY_Z).bitwise_or_(src.key)
-    base = v0.mul(Wp).add_(u0).add_(m * Wp + m).int().long()
+    base = v0.mul_(Wp).add_(u0).add_(m * Wp + m).int().long()
     if B > 1:
-        base += (torch.arange(B, device=dev) * (Hp * Wp)).view(B, 1, 1)
-    zbuf = torch.full((B * Hp * Wp,), _EMPTY, dtype=torch.int64, device=dev)
+        base += (torch.arange(B, device=src.depth.device) * (Hp * Wp)).view(B, 1, 1)
+    return [t.reshape(-1) for t in (sbx, sby, a00, a01, a10, a11, key, base, span)]
+
+
+def _rasterise(quads: list[torch.Tensor], B: int, width: int, height: int, m: int) -> torch.Tensor:
+    """The padded z-buffer [B * (height + 2m) * (width + 2m)] int64 of the quads (``_quads``): each
+    pixel holds the smallest candidate key covering it, or _EMPTY. Empties ``quads`` so the
+    full-size records are freed once the first level is drawn."""
+    Hp, Wp = height + 2 * m, width + 2 * m
+    zbuf = torch.full((B * Hp * Wp,), _EMPTY, dtype=torch.int64, device=quads[0].device)
     # Level L tests the stencil offsets (i, j) with max(i, j) = L, on the quads whose stencil is
     # larger than L only (most quads need L = 0 alone).
-    pts = [t.reshape(-1) for t in (sbx, sby, a00, a01, a10, a11, key, base, span)]
+    pts = quads.copy()
+    quads.clear()
     for level in range(m):
         if level > 0:
             sel = (pts[-1] > level).nonzero()[:, 0]
@@ -263,26 +282,47 @@ def render_views(
                     cand = (qx << 8).bitwise_or_(qy).bitwise_and_(0xFFFF).long().bitwise_or_(k).add_(miss, alpha=_MISS)
                     target = b0 + (j * Wp + i) if level else b0
                     zbuf.scatter_reduce_(0, target, cand, "amin")
+    return zbuf
+
+
+def render_views(
+    src: SourceViews,
+    w2c: torch.Tensor,
+    K: torch.Tensor,
+    width: int,
+    height: int,
+    settings: RenderSettings = RenderSettings(),
+) -> RenderedViews:
+    """Render source view b into target camera b (w2c [B,4,4], K [B,3,3] at (height, width))."""
+    B, H, W = src.depth.shape
+    dev = src.depth.device
+    m = settings.max_footprint
+    zbuf = _rasterise(_quads(src, w2c, K, width, height, settings), B, width, height, m)
+    Hp, Wp = height + 2 * m, width + 2 * m
+    lim = 0.5 + settings.coverage_eps
+    scale = 255.0 / (2 * lim)
 
     # Decode the winners from the keys' 32-bit halves (int64 shifts are not vectorised on CPU).
+    # Every full-size temporary is contiguous: strided elementwise ops cost several times more.
     words = zbuf.view(torch.int32).view(B, Hp, Wp, 2)[:, m : m + height, m : m + width]
-    words = words.permute(3, 0, 1, 2).contiguous()
-    lo, hi = words[_LOW_WORD], words[1 - _LOW_WORD]
+    lo, hi = words[..., _LOW_WORD].contiguous(), words[..., 1 - _LOW_WORD].contiguous()
+    del zbuf, words
     mask = hi != (_EMPTY >> 32)
     maskf = mask.float()
-    wy = (lo >> _KEY_PIX).bitwise_and_((1 << (32 - _KEY_PIX)) - 1).bitwise_or_((hi & ((1 << (_KEY_Z - 32)) - 1)) << (32 - _KEY_PIX)).float()
-    wx = wy.clone()
-    wy.div_(W).floor_()
-    wx.sub_(wy * W)
+    # The winner's source pixel p = y W + x (exact in float32) -> wy = y, wx = x.
+    wx = (lo >> _KEY_PIX).bitwise_and_((1 << (32 - _KEY_PIX)) - 1).bitwise_or_((hi & ((1 << (_KEY_Z - 32)) - 1)) << (32 - _KEY_PIX)).float()
+    wy = wx.div(W).floor_()
+    wx.sub_(wy, alpha=W)
 
-    def preimage(q: torch.Tensor, t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Source coordinate: pixel t plus the quad offset from its 8-bit key field q (int32)."""
-        return torch.mul(q.bitwise_and(0xFF), 1.0 / scale, out=out).sub_(lim).clamp_(-0.5, 0.5).add_(t)
+    def preimage_plus_lim(q: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Source coordinate + lim: pixel t plus the quad offset from its 8-bit key field q (int32),
+        kept within the pixel."""
+        return torch.mul(q & 0xFF, 1.0 / scale).clamp_(lim - 0.5, lim + 0.5).add_(t)
 
-    # grid_sample's [-1, 1] coordinates of the preimages.
+    # grid_sample's [-1, 1] coordinates of the preimages: (x + 0.5) * 2 / W - 1.
     grid = torch.empty(B, height, width, 2, device=dev)
     for c, (q, t, n_src) in enumerate(((lo >> 8, wx, W), (lo, wy, H))):
-        preimage(q, t, out=grid[..., c]).mul_(2.0 / n_src).add_(1.0 / n_src - 1)
+        torch.add(preimage_plus_lim(q, t).mul_(2.0 / n_src), (1.0 - 2 * lim) / n_src - 1, out=grid[..., c])
     depth = hi.bitwise_and_(-(1 << (_KEY_Z - 32)))
     depth = depth.add_(depth).view(torch.float32).mul_(maskf)  # (z bits >> _Z_DROP) << _Z_DROP
     # A [B, height, width] grid: grid_sample vectorises along the output rows.
@@ -295,7 +335,7 @@ def render_views(
         q = lo.view(-1).index_select(0, sel)
         px, py = wx.view(-1).index_select(0, sel), wy.view(-1).index_select(0, sel)
         d_ref = src.depth.reshape(-1).index_select(0, (py * W).add_(px).long().add_(base))
-        ex_x, ex_y = preimage(q >> 8, px), preimage(q, py)
+        ex_x, ex_y = preimage_plus_lim(q >> 8, px).sub_(lim), preimage_plus_lim(q, py).sub_(lim)
         colour = _sample_same_surface(src, base, ex_x, ex_y, d_ref, settings.rel_jump)
         at = sel.add_(b_i * (2 * height * width))  # flat index of channel 0 in rgb [B, 3, height, width]
         for c in range(3):
