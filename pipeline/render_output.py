@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import threading
 import time
 import zipfile
 from collections import OrderedDict, deque
@@ -22,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -125,11 +127,33 @@ def _prepare_source(
     return src
 
 
+class _Once:
+    """A value computed by the first thread that asks for it; later callers wait for it.
+
+    Render tasks prepare their own source views this way, so no render task idles waiting on a
+    preparation queued behind it on the same pool."""
+
+    def __init__(self, fn: Callable[[], SourceViews]) -> None:
+        self._fn = fn
+        self._claim = threading.Lock()
+        self._result: Future = Future()
+
+    def get(self) -> SourceViews:
+        if self._claim.acquire(blocking=False):
+            try:
+                self._result.set_result(self._fn())
+            except BaseException as e:
+                self._result.set_exception(e)
+            finally:
+                self._fn = None  # drop the decoded frame
+        return self._result.result()
+
+
 def _render_chunk(
-    sources: list[Future], inverse: np.ndarray, w2c: torch.Tensor, K: torch.Tensor, width: int, height: int, settings: RenderSettings
+    sources: list[_Once], inverse: np.ndarray, w2c: torch.Tensor, K: torch.Tensor, width: int, height: int, settings: RenderSettings
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render output frames whose source views are ``sources[inverse[i]]`` -> (rgb uint8 [n,H,W,3], mask bool [n,H,W])."""
-    src = SourceViews.cat([f.result() for f in sources])
+    src = SourceViews.cat([f.get() for f in sources])
     if not np.array_equal(inverse, np.arange(len(sources))):
         src = src.select(torch.from_numpy(inverse).to(src.depth.device))
     out = render_views(src, w2c.to(src.depth.device), K.to(src.depth.device), width, height, settings)
@@ -170,8 +194,9 @@ def render_to_folder(
 ) -> RenderOutputs:
     """Render ``geometry`` (coloured by ``video_path``) along ``camera_path`` into ``out_dir``.
 
-    The main thread decodes source frames in time-map order; ``options.workers`` threads prepare and
-    render chunks; one thread encodes the results in order. Prepared source views are reused by
+    The main thread decodes source frames in time-map order; ``options.workers`` threads render
+    chunks, each preparing the source views it is the first to need; one thread encodes the results
+    in order. Prepared source views are reused by
     source index (LRU of ``options.source_cache``). Memory is bounded by the chunks in flight.
     Raises ValueError when the video and geometry disagree in frame count or the time map points
     past the source; VideoError for unreadable videos.
@@ -206,12 +231,12 @@ def render_to_folder(
         stack.callback(workers.shutdown, wait=True, cancel_futures=True)
         encoder = ThreadPoolExecutor(1)
         stack.callback(encoder.shutdown, wait=True, cancel_futures=True)
-        cache: OrderedDict[int, Future] = OrderedDict()
+        cache: OrderedDict[int, _Once] = OrderedDict()
         exported: set[int] = set()
         rendering: deque[Future] = deque()
         encoding: deque[Future] = deque()
 
-        def source(s: int) -> Future:
+        def source(s: int) -> _Once:
             if s in cache:
                 cache.move_to_end(s)
                 return cache[s]
@@ -219,11 +244,10 @@ def render_to_folder(
             if ply_dir is not None and s not in exported:
                 exported.add(s)
                 ply = ply_dir / f"source_{s:05d}.ply"
-            cache[s] = workers.submit(_prepare_source, reader[s], geometry, s, dev, options.settings, ply)
-            future = cache[s]
+            cache[s] = prepared = _Once(functools.partial(_prepare_source, reader[s], geometry, s, dev, options.settings, ply))
             while len(cache) > options.source_cache:
                 cache.popitem(last=False)
-            return future
+            return prepared
 
         def encode(rgb: np.ndarray, mask: np.ndarray) -> None:
             for frame, m in zip(rgb, mask):
