@@ -32,7 +32,7 @@ from geometry.cache import GeometryCache
 from geometry.render import RenderSettings, SourceViews, prepare_sources, render_views
 from geometry.unproject import unproject
 from pipeline.fsutil import atomic_write
-from pipeline.video_io import EncodeOptions, VideoReader, VideoWriter
+from pipeline.video_io import EncodeOptions, VideoReader, VideoWriter, yuv_planes
 from trajectories.camera_path import CameraPath
 
 
@@ -150,15 +150,22 @@ class _Once:
 
 
 def _render_chunk(
-    sources: list[_Once], inverse: np.ndarray, w2c: torch.Tensor, K: torch.Tensor, width: int, height: int, settings: RenderSettings
+    sources: list[_Once],
+    inverse: np.ndarray,
+    w2c: torch.Tensor,
+    K: torch.Tensor,
+    width: int,
+    height: int,
+    settings: RenderSettings,
+    pix_fmt: str,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Render output frames whose source views are ``sources[inverse[i]]`` -> (rgb uint8 [n,H,W,3], mask bool [n,H,W])."""
+    """Render output frames whose source views are ``sources[inverse[i]]`` -> (frames as uint8
+    ``pix_fmt`` planes [n, ...] for ``VideoWriter.write_planes``, mask bool [n,H,W])."""
     src = SourceViews.cat([f.get() for f in sources])
     if not np.array_equal(inverse, np.arange(len(sources))):
         src = src.select(torch.from_numpy(inverse).to(src.depth.device))
     out = render_views(src, w2c.to(src.depth.device), K.to(src.depth.device), width, height, settings)
-    rgb = out.rgb.permute(0, 2, 3, 1).mul(255).round_().clamp_(0, 255).to(torch.uint8)
-    return rgb.cpu().numpy(), out.mask.cpu().numpy()
+    return yuv_planes(out.rgb, pix_fmt).cpu().numpy(), out.mask.cpu().numpy()
 
 
 def _single_threaded_torch() -> None:
@@ -249,19 +256,19 @@ def render_to_folder(
                 cache.popitem(last=False)
             return prepared
 
-        def encode(rgb: np.ndarray, mask: np.ndarray) -> None:
-            for frame, m in zip(rgb, mask):
-                render_w.write(frame)
+        def encode(frames: np.ndarray, mask: np.ndarray) -> None:
+            for frame, m in zip(frames, mask):
+                render_w.write_planes(frame)
                 mask_w.write(m.view(np.uint8) * np.uint8(255))
                 npz.write(m)
 
         def drain() -> None:
             nonlocal covered
-            rgb, mask = rendering.popleft().result()
+            frames, mask = rendering.popleft().result()
             covered += int(mask.sum())
             while len(encoding) >= max(options.workers, 1):
                 encoding.popleft().result()
-            encoding.append(encoder.submit(encode, rgb, mask))
+            encoding.append(encoder.submit(encode, frames, mask))
 
         w2c_all = torch.from_numpy(camera_path.w2c).float()
         K_all = torch.from_numpy(camera_path.intrinsics).float()
@@ -269,7 +276,7 @@ def render_to_folder(
             chunk = slice(start, min(start + options.chunk_frames, len(camera_path)))
             uniq, inverse = np.unique(src_idx[chunk], return_inverse=True)
             sources = [source(int(s)) for s in uniq]
-            rendering.append(workers.submit(_render_chunk, sources, inverse, w2c_all[chunk], K_all[chunk], W, H, options.settings))
+            rendering.append(workers.submit(_render_chunk, sources, inverse, w2c_all[chunk], K_all[chunk], W, H, options.settings, options.encode.pix_fmt))
             while len(rendering) > max(options.workers, 1):
                 drain()
         while rendering:

@@ -13,7 +13,9 @@ Scaling uses swscale ``AREA`` when shrinking and ``BICUBIC`` when enlarging.
 Writing: H.264 (libx264). RGB is converted to YUV with swscale ``AREA`` filtering, which keeps
 fine texture far better than the default bicubic path. ``yuv420p`` (the default, plays everywhere)
 needs even width and height; odd sizes raise ``VideoError`` (use ``pix_fmt="yuv444p"``, which
-accepts any size). Every writer writes to a temporary name and renames on success.
+accepts any size). Renderers that hold float frames convert them once with ``yuv_planes`` (torch,
+same BT.601 limited-range convention) and write them with ``VideoWriter.write_planes``, skipping
+the 8-bit RGB step. Every writer writes to a temporary name and renames on success.
 
 decord, when installed, can be chosen as a faster sequential reader (``backend="decord"``); PyAV is
 the default and the tested path.
@@ -31,6 +33,7 @@ from typing import Iterator, Literal, Sequence
 
 import av
 import numpy as np
+import torch
 
 from geometry.unproject import crop_box
 from pipeline.fsutil import atomic_write
@@ -327,6 +330,43 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None, res
         return r.get_batch(range(len(r)))
 
 
+def planes_shape(pix_fmt: str, height: int, width: int) -> tuple[int, ...]:
+    """Shape of one planar frame as PyAV takes it: yuv420p [H * 3 / 2, W] (Y, then U and V of
+    [H/2, W/2] each, packed as rows of W); yuv444p [3, H, W]."""
+    if pix_fmt == "yuv420p":
+        return (height * 3 // 2, width)
+    if pix_fmt == "yuv444p":
+        return (3, height, width)
+    raise VideoError(f"planar frames are yuv420p or yuv444p, not {pix_fmt!r}")
+
+
+# BT.601 RGB -> (Y, Cb, Cr) rows for RGB in [0, 1], and limited-range scale and offset, as swscale
+# converts untagged video (and decoders convert back).
+_YUV_ROWS = ((0.299, 0.587, 0.114), (-0.299 / 1.772, -0.587 / 1.772, 0.5), (0.5, -0.587 / 1.402, -0.114 / 1.402))
+_YUV_RANGE = ((219.0, 16.0), (224.0, 128.0), (224.0, 128.0))
+
+
+def yuv_planes(rgb: torch.Tensor, pix_fmt: str = "yuv420p") -> torch.Tensor:
+    """float RGB [B, 3, H, W] in [0, 1] -> uint8 planes [B, *planes_shape(pix_fmt, H, W)] for
+    ``VideoWriter.write_planes``: limited-range BT.601, rounded once from float (no intermediate
+    8-bit RGB); yuv420p chroma is the mean over each 2x2 block (swscale's AREA conversion)."""
+    B, _, H, W = rgb.shape
+    if pix_fmt == "yuv420p" and (H % 2 or W % 2):
+        raise VideoError(f"yuv420p needs even width and height, got {W}x{H}")
+    out = torch.empty((B, *planes_shape(pix_fmt, H, W)), dtype=torch.uint8, device=rgb.device)
+    flat = out.view(B, -1)
+    chroma = torch.nn.functional.avg_pool2d(rgb, 2) if pix_fmt == "yuv420p" else rgb
+    sources = (rgb, chroma, chroma)
+    start = 0
+    for (cr, cg, cb), (scale, offset), src in zip(_YUV_ROWS, _YUV_RANGE, sources):
+        r, g, b = src.unbind(1)
+        plane = torch.mul(r, cr * scale).add_(g, alpha=cg * scale).add_(b, alpha=cb * scale).add_(offset + 0.5).clamp_(0, 255)
+        n = plane[0].numel()
+        flat[:, start : start + n].view_as(plane).copy_(plane)  # truncation of x + 0.5: rounding
+        start += n
+    return out
+
+
 class VideoWriter:
     """H.264 writer: ``with VideoWriter(path, fps, w, h) as w: w.write(frame)``.
 
@@ -381,18 +421,25 @@ class VideoWriter:
                 frame = np.repeat(frame[:, :, None], 3, axis=2)
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             vf = vf.reformat(format=self.options.pix_fmt, interpolation="AREA")
+        self._encode(vf)
+
+    def write_planes(self, planes: np.ndarray) -> None:
+        """Write one frame already in the writer's pixel format, uint8 in the layout of
+        ``planes_shape`` (e.g. from ``yuv_planes``)."""
+        expected = planes_shape(self.options.pix_fmt, self.height, self.width)
+        if planes.shape != expected or planes.dtype != np.uint8:
+            raise VideoError(f"{self.path}: {self.options.pix_fmt} planes must be uint8 {list(expected)}, got {planes.dtype} {list(planes.shape)}")
+        self._encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(planes), format=self.options.pix_fmt))
+
+    def _encode(self, vf: av.VideoFrame) -> None:
         for packet in self._stream.encode(vf):
             self._container.mux(packet)
         self.frames_written += 1
 
     def _grey_frame(self, grey: np.ndarray) -> av.VideoFrame:
         h, w = grey.shape
-        # yuv420p: Y [h, w] then U, V [h/2, w/2] packed as rows of w; yuv444p: planes [3, h, w].
-        shape = (h * 3 // 2, w) if self.options.pix_fmt == "yuv420p" else (3 * h, w)
-        planes = np.full(shape, 128, np.uint8)
-        planes[:h] = _GREY_TO_LUMA[grey]
-        if self.options.pix_fmt == "yuv444p":
-            planes = planes.reshape(3, h, w)
+        planes = np.full(planes_shape(self.options.pix_fmt, h, w), 128, np.uint8)
+        planes.reshape(-1)[: h * w] = _GREY_TO_LUMA[grey].reshape(-1)
         return av.VideoFrame.from_ndarray(planes, format=self.options.pix_fmt)
 
     def _abort(self, exc: BaseException) -> None:

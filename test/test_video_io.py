@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import hashlib
 
+import av
 import numpy as np
 import pytest
+import torch
 
-from pipeline.video_io import EncodeOptions, VideoError, VideoReader, VideoWriter, file_sha256, probe_video, read_video, write_video
+from pipeline.video_io import (
+    EncodeOptions,
+    VideoError,
+    VideoReader,
+    VideoWriter,
+    file_sha256,
+    planes_shape,
+    probe_video,
+    read_video,
+    write_video,
+    yuv_planes,
+)
 
 # Measured on this small, chroma-heavy clip: default options (crf 10, yuv420p, AREA conversion)
 # 33.3 dB; crf 18 31.1 dB; yuv444p crf 10 37.6 dB; yuv444p crf 0 52.2 dB.
@@ -194,3 +207,35 @@ def test_reading_backwards_seeks_once_per_cache_length(clip_file, monkeypatch):
         back = r.get_batch(range(len(r) - 1, -1, -1))
     np.testing.assert_array_equal(back, sequential[::-1])
     assert seeks == [11, 7, 3]
+
+
+@pytest.mark.parametrize("pix_fmt, h, w", [("yuv420p", 48, 64), ("yuv444p", 47, 65)])
+def test_yuv_planes_match_swscale(pix_fmt, h, w):
+    """The torch conversion agrees with swscale's AREA RGB -> YUV (the writer's RGB path) to 1 level."""
+    rgb = np.concatenate([_clip(1, h, w)[0], np.random.default_rng(1).integers(0, 256, (h, w, 3)).astype(np.uint8)], axis=1)
+    expected = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format=pix_fmt, interpolation="AREA").to_ndarray()
+    planes = yuv_planes(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255, pix_fmt)[0].numpy()
+    assert planes.shape == planes_shape(pix_fmt, h, 2 * w) == expected.shape
+    assert np.abs(planes.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_written_planes_decode_like_written_rgb(tmp_path):
+    """write_planes(yuv_planes(x)) decodes to x as faithfully as write(x) does (both lossless YUV)."""
+    frames = _clip(3)
+    opts = EncodeOptions(crf=0, preset="ultrafast")
+    write_video(tmp_path / "rgb.mp4", frames, fps=10, options=opts)
+    with VideoWriter(tmp_path / "yuv.mp4", 10, 64, 48, opts) as wr:
+        for p in yuv_planes(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255).numpy():
+            wr.write_planes(p)
+    via_rgb, via_planes = read_video(tmp_path / "rgb.mp4"), read_video(tmp_path / "yuv.mp4")
+    assert np.abs(via_planes.astype(int) - via_rgb.astype(int)).max() <= 2
+    assert _psnr(via_planes, frames) >= _psnr(via_rgb, frames) - 0.05
+
+
+def test_write_planes_validates_layout(tmp_path):
+    with pytest.raises(VideoError, match=r"yuv420p planes must be uint8 \[72, 64\]"):
+        with VideoWriter(tmp_path / "x.mp4", 10, 64, 48) as wr:
+            wr.write_planes(np.zeros((48, 64, 3), np.uint8))
+    assert not (tmp_path / "x.mp4").exists()
+    with pytest.raises(VideoError, match="even width and height"):
+        yuv_planes(torch.zeros(1, 3, 47, 64))
