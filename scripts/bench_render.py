@@ -52,8 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chunk", type=int, default=None, help="frames rendered per batch [RenderOptions default]")
     p.add_argument("--workers", type=int, default=None, help="render threads [RenderOptions default]")
     p.add_argument("--source-cache", type=int, default=None, help="prepared source frames kept [RenderOptions default]")
-    p.add_argument("--crf", type=int, default=None, help="render.mp4 crf [EncodeOptions default]")
-    p.add_argument("--preset", default=None, help="render.mp4 x264 preset [EncodeOptions default]")
+    p.add_argument("--crf", type=int, default=None, help="render.mp4 crf [the render stage's: RenderOptions().encode]")
+    p.add_argument("--preset", default=None, help="render.mp4 x264 preset [the render stage's: RenderOptions().encode]")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_render"))
     p.add_argument("--quality", action="store_true", help="also score against the analytic ground truth")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -90,9 +90,9 @@ def camera_path(args: argparse.Namespace, source_c2w: np.ndarray) -> CameraPath:
 
 
 def options(args: argparse.Namespace) -> RenderOptions:
-    enc = EncodeOptions()
-    enc = dataclasses.replace(enc, crf=enc.crf if args.crf is None else args.crf, preset=args.preset or enc.preset)
     defaults = RenderOptions()
+    enc = defaults.encode  # what the render stage writes
+    enc = dataclasses.replace(enc, crf=enc.crf if args.crf is None else args.crf, preset=args.preset or enc.preset)
     return RenderOptions(
         chunk_frames=args.chunk or defaults.chunk_frames,
         workers=args.workers or defaults.workers,
