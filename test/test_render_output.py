@@ -102,3 +102,19 @@ def test_source_cache_and_workers_give_identical_outputs(inputs, tmp_path, monke
     rendered = read_video(fast.render_video).astype(int)
     for i, s in enumerate(path.source_index):
         assert np.abs(rendered[i, :, :40] - int(frames[s, 0, 0, 0])).max() <= 3
+
+
+def test_failure_while_preparing_a_source_frame_surfaces_and_leaves_nothing(inputs, tmp_path, monkeypatch):
+    """A source frame that fails to prepare raises its own error from render_to_folder (also when
+    several render tasks share that frame) and no output file appears."""
+    import pipeline.render_output as ro
+
+    video, _, geo = inputs
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("depth of frame 1 is unusable")
+
+    monkeypatch.setattr(ro, "prepare_sources", broken)
+    with pytest.raises(RuntimeError, match="frame 1 is unusable"):
+        render_to_folder(video, geo, _path([1, 1, 1, 1]), tmp_path / "o", RenderOptions(workers=2, source_cache=2))
+    assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
