@@ -225,13 +225,17 @@ def depth_slopes(depth: torch.Tensor, rel_jump: float) -> tuple[torch.Tensor, to
         n = d.shape[dim]
         hi, lo = d.narrow(dim, 1, n - 1), d.narrow(dim, 0, n - 1)
         diff = hi - lo
-        cont = torch.minimum(hi, lo).mul_(rel_jump).sub_(diff.abs()).sign_().clamp_(min=0)  # float 1 on one surface
+        # float 1 where the pair is on one surface (a comparison written straight into a float tensor)
+        cont = torch.lt(diff.abs(), torch.minimum(hi, lo).mul_(rel_jump), out=torch.empty_like(diff))
         diff.mul_(cont)
-        slope, count = torch.zeros_like(d), torch.zeros_like(d)
-        for t, acc in ((diff, slope), (cont, count)):
-            acc.narrow(dim, 1, n - 1).add_(t)
-            acc.narrow(dim, 0, n - 1).add_(t)
-        return slope.div_(count.clamp(min=1)), count
+        pad = (1, 1) if dim == d.dim() - 1 else (0, 0, 1, 1)
+
+        def to_both_pixels(t: torch.Tensor) -> torch.Tensor:  # t[k] (pair k, k+1) added to pixels k and k+1
+            padded = F.pad(t, pad)
+            return padded.narrow(dim, 1, n) + padded.narrow(dim, 0, n)
+
+        count = to_both_pixels(cont)
+        return to_both_pixels(diff).div_(count.clamp(min=1)), count
 
     dx, cx = along(2)
     dy, cy = along(1)
