@@ -118,3 +118,14 @@ def test_failure_while_preparing_a_source_frame_surfaces_and_leaves_nothing(inpu
     with pytest.raises(RuntimeError, match="frame 1 is unusable"):
         render_to_folder(video, geo, _path([1, 1, 1, 1]), tmp_path / "o", RenderOptions(workers=2, source_cache=2))
     assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
+
+
+def test_render_video_in_yuv444p(inputs, tmp_path):
+    """The render video follows the requested pixel format (planes converted for it)."""
+    video, frames, geo = inputs
+    opts = RenderOptions(encode=EncodeOptions(crf=0, preset="ultrafast", pix_fmt="yuv444p"))
+    out = render_to_folder(video, geo, _path([2, 3]), tmp_path / "o", opts)
+    rendered = read_video(out.render_video).astype(int)
+    assert np.abs(rendered[0, :, :40] - int(frames[2, 0, 0, 0])).max() <= 1
+    assert np.abs(rendered[1, :, :40] - int(frames[3, 0, 0, 0])).max() <= 1
+    assert (rendered[:, :, -8:] <= 1).all()  # no depth there: black
