@@ -6,8 +6,10 @@ CPU ms/frame and peak RSS (which includes the loaded geometry cache).
 Quality (``--quality``): PSNR of the decoded render.mp4 against the analytic ground truth over the
 covered pixels that are truly visible, and over those within 5 px of a depth edge; mask IoU.
 
-  .venv/bin/python scripts/bench_render.py --frames 49 --quality
-  .venv/bin/python scripts/bench_render.py --frames 400          # 49 source frames, ping-pong time map
+  .venv/bin/python scripts/bench_render.py --frames 49 --quality --repeat 10
+  .venv/bin/python scripts/bench_render.py --frames 400 --repeat 3   # 49 source frames, ping-pong time map
+
+With --repeat, wall/CPU/RSS are medians over the runs, with their ranges.
 
 The scene (832x480 video, depth at 504x294, handheld source camera) is cached in --workdir. The
 camera path orbits 1 m around the point 1 m in front of the first camera (yaw 0 -> --yaw degrees,
@@ -56,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preset", default=None, help="render.mp4 x264 preset [the render stage's: RenderOptions().encode]")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_render"))
     p.add_argument("--quality", action="store_true", help="also score against the analytic ground truth")
+    p.add_argument("--repeat", type=int, default=1, help="runs (each in a fresh process); reports median, min and max [1]")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -154,8 +157,17 @@ def main(argv: list[str] | None = None) -> None:
         return
     prepare(args)
     cmd = [sys.executable, __file__, "--child", *(argv if argv is not None else sys.argv[1:])]
-    res = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    report = json.loads(res.stdout.strip().splitlines()[-1])
+    runs = []
+    for _ in range(max(args.repeat, 1)):
+        res = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    report = runs[0]
+    if len(runs) > 1:  # a shared machine drifts: the spread matters as much as the middle
+        for key in ("wall_ms_per_frame", "cpu_ms_per_frame", "peak_rss_mb"):
+            values = [r[key] for r in runs]
+            report[key] = float(np.median(values))
+            report[key.replace("_ms_per_frame", "").replace("_mb", "") + "_range"] = f"{min(values):.1f} - {max(values):.1f}"
+        report["runs"] = len(runs)
     if args.quality:
         report.update(quality(args, Path(report["out"])))
     for k, v in report.items():
