@@ -203,8 +203,8 @@ def render_to_folder(
 
     The main thread decodes source frames in time-map order; ``options.workers`` threads render
     chunks, each preparing the source views it is the first to need; one thread encodes the results
-    in order. Prepared source views are reused by
-    source index (LRU of ``options.source_cache``). Memory is bounded by the chunks in flight.
+    in order. Prepared source views are reused by source index (LRU of ``options.source_cache``).
+    Memory is bounded by the chunks in flight.
     Raises ValueError when the video and geometry disagree in frame count or the time map points
     past the source; VideoError for unreadable videos.
     """

@@ -42,8 +42,12 @@ Resize = Literal["stretch", "crop"]
 _CACHE_FRAMES = 8
 # Decoding forward is cheaper than seeking when the target is at most this many frames ahead.
 _FORWARD_GAP = 32
-# Grey level -> limited-range BT.601 luma, as swscale converts an RGB grey.
-_GREY_TO_LUMA = np.round(16 + np.arange(256) * (219 / 255)).astype(np.uint8)
+# BT.601 RGB -> (Y, Cb, Cr) rows for RGB in [0, 1], and limited-range scale and offset, as swscale
+# converts untagged video (and decoders convert back).
+_YUV_ROWS = ((0.299, 0.587, 0.114), (-0.299 / 1.772, -0.587 / 1.772, 0.5), (0.5, -0.587 / 1.402, -0.114 / 1.402))
+_YUV_RANGE = ((219.0, 16.0), (224.0, 128.0), (224.0, 128.0))
+# Grey level -> limited-range luma, as swscale converts an RGB grey.
+_GREY_TO_LUMA = np.round(_YUV_RANGE[0][1] + np.arange(256) * (_YUV_RANGE[0][0] / 255)).astype(np.uint8)
 
 
 class VideoError(ValueError):
@@ -338,12 +342,6 @@ def planes_shape(pix_fmt: str, height: int, width: int) -> tuple[int, ...]:
     if pix_fmt == "yuv444p":
         return (3, height, width)
     raise VideoError(f"planar frames are yuv420p or yuv444p, not {pix_fmt!r}")
-
-
-# BT.601 RGB -> (Y, Cb, Cr) rows for RGB in [0, 1], and limited-range scale and offset, as swscale
-# converts untagged video (and decoders convert back).
-_YUV_ROWS = ((0.299, 0.587, 0.114), (-0.299 / 1.772, -0.587 / 1.772, 0.5), (0.5, -0.587 / 1.402, -0.114 / 1.402))
-_YUV_RANGE = ((219.0, 16.0), (224.0, 128.0), (224.0, 128.0))
 
 
 def yuv_planes(rgb: torch.Tensor, pix_fmt: str = "yuv420p") -> torch.Tensor:
