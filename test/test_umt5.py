@@ -43,7 +43,6 @@ def _random_sd(cfg: UMT5Config = TINY, seed: int = 0) -> dict[str, torch.Tensor]
 
 def test_fixture_parity(shared_dir):
     f, cfg, sd = _fixture(shared_dir)
-    assert cfg == TINY
     model = UMT5Encoder.from_state_dict(sd, cfg, dtype=torch.float32)
     out = model(f.get_tensor("in.ids"), f.get_tensor("in.mask"))
     torch.testing.assert_close(out, f.get_tensor("out.hidden"), atol=1e-5, rtol=0)
