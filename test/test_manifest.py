@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -42,3 +44,13 @@ def test_read_state_dict_formats_and_errors(tmp_path):
     torch.save([1, 2], tmp_path / "list.pth")
     with pytest.raises(CheckpointError, match="expected a state dict"):
         read_state_dict(tmp_path / "list.pth", "test file", "fix")
+
+
+@pytest.mark.parametrize("name", ["dit", "vae", "umt5"])
+def test_manifests_equal_the_reference_listings(name, shared_dir):
+    """The bundled manifests equal the published checkpoints' key/shape listings in ../shared/reference/keys."""
+    from models.manifest import MANIFESTS
+
+    listing = (shared_dir / "reference" / "keys" / MANIFESTS[name]).read_text()
+    reference = {k: tuple(json.loads(s)) for k, s in (line.split("\t") for line in listing.splitlines() if line.strip())}
+    assert load_manifest(name) == reference
