@@ -44,7 +44,7 @@ from pipeline.stages.config import SKIP_FLAGS, STAGES, STEP_OF_STAGE, RunConfig
 from pipeline.stages.source import SourceVideo, open_source
 from pipeline.stages.weights import stage_weights
 from pipeline.weights import WeightFile
-from trajectories import PathOptions, TrajectorySpec, find_trajectory, load_trajectory
+from trajectories import PathOptions, Trajectory, find_trajectory, read_trajectory
 
 log = logging.getLogger("pipeline")
 
@@ -100,7 +100,7 @@ class Batch:
     """What every stage of one run shares."""
 
     cfg: RunConfig
-    spec: TrajectorySpec
+    spec: Trajectory
     path_options: PathOptions
     captions: dict[str, str]
     rank: dist.Rank
@@ -158,7 +158,7 @@ def prepare(cfg: RunConfig) -> tuple[list[Path], Batch]:
         traj = find_trajectory(cfg.traj_path)
     except FileNotFoundError as exc:
         raise PipelineError(f"{exc}; check --traj_txt_path") from None
-    spec = load_trajectory(traj)
+    spec = read_trajectory(traj)
     try:
         options = PathOptions(**cfg.path_options)
     except ValueError as exc:

@@ -229,14 +229,14 @@ def _render_files(o: dict) -> None:
     from pipeline.stages.cached import Policy, run_cached
     from pipeline.stages.source import open_source
     from pipeline.video_io import file_sha256
-    from trajectories import find_trajectory, load_trajectory
+    from trajectories import find_trajectory, read_trajectory
 
     setup_logging(o["verbose"])
     if None in (o["video"], o["geometry"], o["out"], o["traj_txt_path"]):
         _fail("render on explicit files needs --video, --geometry, --traj and --out")
     try:
         source = open_source(o["video"])
-        spec = load_trajectory(find_trajectory(o["traj_txt_path"]))
+        spec = read_trajectory(find_trajectory(o["traj_txt_path"]))
         options = PathOptions(**_path_options(o))
         settings = _render_settings(o)
         render_stage.check_settings(settings)

@@ -22,7 +22,7 @@ from pipeline.manifest import StageKey, text_sha256
 from pipeline.stages.config import OutputSettings
 from pipeline.stages.source import SourceVideo
 from pipeline.video_io import VideoInfo
-from trajectories import CameraPath, PathOptions, TrajectorySpec, foreground_depth, make_camera_path
+from trajectories import CameraPath, PathOptions, Trajectory, foreground_depth, make_camera_path
 
 VERSION = 1
 OUTPUTS = ["render.mp4", "mask.mp4", "mask.npz", "cameras.json"]
@@ -60,7 +60,7 @@ def colour_size(source: VideoInfo, settings: OutputSettings) -> tuple[int, int]:
 
 
 def build_camera_path(
-    geometry: GeometryCache, spec: TrajectorySpec, options: PathOptions, settings: OutputSettings, source: VideoInfo
+    geometry: GeometryCache, spec: Trajectory, options: PathOptions, settings: OutputSettings, source: VideoInfo
 ) -> CameraPath:
     """The target cameras: the trajectory around the geometry's cameras, at the working resolution."""
     conf0 = geometry.conf[0] if geometry.conf is not None else None
@@ -71,7 +71,7 @@ def build_camera_path(
     )
 
 
-def render_key(source: SourceVideo, geometry_digest: str | None, spec: TrajectorySpec, options: PathOptions,
+def render_key(source: SourceVideo, geometry_digest: str | None, spec: Trajectory, options: PathOptions,
                settings: OutputSettings) -> StageKey:
     return StageKey(
         "render",
@@ -81,7 +81,7 @@ def render_key(source: SourceVideo, geometry_digest: str | None, spec: Trajector
     )
 
 
-def produce_render(out_dir: Path, source: SourceVideo, geometry_file: Path, spec: TrajectorySpec,
+def produce_render(out_dir: Path, source: SourceVideo, geometry_file: Path, spec: Trajectory,
                    options: PathOptions, settings: OutputSettings, device: str) -> None:
     from pipeline.render_output import RenderOptions, render_to_folder
 
