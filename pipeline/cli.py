@@ -44,8 +44,9 @@ def _opt(name: str, annotation: Any, default: Any, help: str, *aliases: str) -> 
 BATCH_OPTIONS = [
     _opt("input_dir", Optional[Path], None, "Folder of input videos (.mp4 .mov .mkv .webm .avi; not recursive). Required."),
     _opt("traj_txt_path", Optional[str], None,
-         "Trajectory file (3 lines pitch/yaw/displacement, optional 4th time line) or a preset name "
-         "(trajectories/presets). Required.", "--traj"),
+         "Trajectory file (3 lines pitch/yaw/displacement, optional 4th time line, optional 'zoom ...' line), "
+         "a file of one 4x4 world-to-camera matrix per output frame (target_tcw.txt; see docs/camera_formats.md), "
+         "or a preset name (trajectories/presets). Required.", "--traj"),
     _opt("output_folder", Optional[Path], None, "Final outputs. [default: ./output/<input dir name>/<trajectory name>]"),
     _opt("work_dir", Optional[Path], None,
          "Cached stage outputs shared by all trajectories (captions, geometry, renders). [default: <output_folder>/../work]"),
