@@ -1,4 +1,5 @@
-"""Command line: ``python -m pipeline {run,caption,geometry,render,generate}`` (``run_pipeline.sh`` wraps ``run``).
+"""Command line: ``python -m pipeline {run,caption,geometry,render,generate}`` (``run_pipeline.sh`` wraps ``run``),
+``cameras {convert,export}`` (``pipeline.cameras_cli``) and ``presets``.
 
 Every batch command takes the same options (the reference system's flags, same names and meanings,
 plus caching and trajectory options); ``run`` computes every stage, a stage command computes that
@@ -17,6 +18,7 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
+from pipeline.cameras_cli import app as cameras_app
 from pipeline.stages.config import STAGES, GeometrySettings, OutputSettings, RunConfig
 from trajectories import PathOptions
 
@@ -294,6 +296,9 @@ def worker(config: Path, stage: str, results: Path) -> None:
     cfg = RunConfig.from_json(config.read_text())
     setup_logging(cfg.verbose)
     run_worker(cfg, stage, results)
+
+
+app.add_typer(cameras_app, name="cameras")
 
 
 @app.command("presets")
