@@ -84,18 +84,16 @@ def render_fused(
     return fuse(per_view)
 
 
-def anchor_views(coverage: np.ndarray, block_frames: int, count: int) -> list[list[int]]:
-    """Per block of ``block_frames`` output frames, the ``count`` views covering most target pixels in it.
+def anchor_views(coverage: np.ndarray, blocks: np.ndarray, count: int) -> list[list[int]]:
+    """Per block, the ``count`` views covering most target pixels over the block's output frames.
 
-    coverage: [N, V] pixels each view covers per output frame (``FusedViews.coverage``). Returns one list
-    of view indices per block (the last block may be shorter), best first; ties go to the lower index.
+    coverage: [N, V] pixels each view covers per output frame (``FusedViews.coverage``); blocks: [N]
+    the block (0, 1, ...) of each output frame, nondecreasing. Returns one list of view indices per
+    block, best first; ties go to the lower index.
     """
-    coverage = np.asarray(coverage)
-    if coverage.ndim != 2 or block_frames < 1 or count < 1:
-        raise ValueError(f"coverage must be [N, V] and block_frames, count >= 1; got {coverage.shape}, "
-                         f"{block_frames}, {count}")
-    blocks = []
-    for start in range(0, len(coverage), block_frames):
-        total = coverage[start : start + block_frames].sum(axis=0)
-        blocks.append([int(v) for v in np.argsort(-total, kind="stable")[:count]])
-    return blocks
+    coverage, blocks = np.asarray(coverage), np.asarray(blocks)
+    if coverage.ndim != 2 or blocks.shape != coverage.shape[:1] or count < 1:
+        raise ValueError(f"coverage must be [N, V] with blocks [N] and count >= 1; got {coverage.shape}, "
+                         f"{blocks.shape}, {count}")
+    return [[int(v) for v in np.argsort(-coverage[blocks == b].sum(axis=0), kind="stable")[:count]]
+            for b in range(int(blocks.max()) + 1)]

@@ -102,7 +102,7 @@ def test_fuse_takes_the_nearest_surface_and_its_colour():
 
 def test_anchor_views_rank_coverage_per_block():
     coverage = np.array([[5, 9, 1], [5, 9, 1], [8, 0, 7], [8, 0, 9], [0, 3, 3]])
-    assert anchor_views(coverage, 2, 2) == [[1, 0], [0, 2], [1, 2]]
-    assert anchor_views(coverage, 12, 1) == [[0]]
+    assert anchor_views(coverage, np.array([0, 0, 1, 1, 2]), 2) == [[1, 0], [0, 2], [1, 2]]
+    assert anchor_views(coverage, np.zeros(5, int), 1) == [[0]]
     with pytest.raises(ValueError):
-        anchor_views(coverage, 0, 1)
+        anchor_views(coverage, np.zeros(4, int), 1)
