@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -14,72 +13,13 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from geometry.inspatio15 import Q_MAX, SceneFolderError, read_scene
-from geometry.render import prepare_sources, render_views
 from geometry.metrics import psnr
-from geometry.synthetic import SyntheticScene, intrinsics_for
-from trajectories import format_matrix_trajectory
-from trajectories.orbit import orbit_c2w
-
-H, W = 96, 160
-
-
-def _views(n: int):
-    scene = SyntheticScene()
-    c2w = orbit_c2w(np.linspace(0, 6, n), np.linspace(0, 15, n), np.ones(n))
-    K = intrinsics_for(W, H)
-    shots = [scene.render(m, K, W, H, 0.0) for m in c2w]
-    depth = np.stack([np.where(np.isfinite(s.depth), s.depth, 0.0) for s in shots])
-    rgb = np.stack([np.round(s.rgb * 255).astype(np.uint8) for s in shots])
-    return c2w, K, depth, rgb
-
-
-def _codes(depth: np.ndarray) -> tuple[np.ndarray, float, float]:
-    lo, hi = float(depth.min()), float(depth.max())
-    return np.round((depth - lo) / (hi - lo) * Q_MAX).astype(np.uint16), lo, hi
-
-
-def _write_scene(folder: Path, kind: str, n: int, frames: int, valid: int) -> dict:
-    c2w, K, depth, rgb = _views(n)
-    (folder / "input").mkdir(parents=True)
-    (folder / "depth").mkdir()
-    codes, ranges = [], []
-    for d in depth:
-        q, lo, hi = _codes(d)
-        codes.append(q), ranges.append((lo, hi))
-    if kind == "image":
-        for v in range(n):
-            Image.fromarray(rgb[v]).save(folder / "input" / f"view_{v:02d}.png")
-            Image.fromarray(codes[v]).save(folder / "depth" / f"depth_{v:02d}.png")
-    else:
-        for name, frames_, fmt in (("input/video.mp4", rgb, None), ("depth/depth.mp4", codes, "codes")):
-            with av.open(str(folder / name), "w") as out:
-                stream = out.add_stream("libx264rgb", rate=12)
-                stream.width, stream.height, stream.pix_fmt = W, H, "rgb24"
-                stream.options = {"qp": "0", "preset": "ultrafast"}
-                for f in frames_:
-                    if fmt == "codes":  # R = high byte, G = low byte
-                        f = np.stack([f >> 8, f & 0xFF, np.zeros_like(f)], -1).astype(np.uint8)
-                    for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                        out.mux(packet)
-                for packet in stream.encode():
-                    out.mux(packet)
-    (folder / "depth" / "metadata.txt").write_text("".join(f"{lo!r} {hi!r}\n" for lo, hi in ranges))
-    (folder / "depth" / "source_intrinsics.txt").write_text(" ".join(repr(float(v)) for v in K.reshape(9)) + "\n")
-    (folder / "depth" / "source_tcw.txt").write_text(format_matrix_trajectory(np.linalg.inv(c2w)))
-    target_c2w = orbit_c2w(np.linspace(0, 4, frames), np.linspace(0, 10, frames), np.ones(frames))
-    (folder / "input" / "target_tcw.txt").write_text(format_matrix_trajectory(np.linalg.inv(target_c2w)))
-    (folder / "input" / "prompt.txt").write_text("a small room with a red ball\n")
-    (folder / "scene.json").write_text(json.dumps({
-        "output_id": "room", "kind": kind, "views": n if kind == "image" else 1, "frames": frames,
-        "valid_frames": valid, "fps": 12, "resolution": [H, W], "target_intrinsics": K.tolist(),
-        "depth_encoding": "uint16_minmax_v1"}))
-    return {"c2w": c2w, "K": K, "depth": depth, "rgb": rgb, "codes": np.stack(codes), "ranges": ranges,
-            "target_c2w": target_c2w}
-
+from geometry.render import prepare_sources, render_views
+from scene15_writer import H, W, write_scene
 
 @pytest.mark.parametrize("kind, n, frames, valid", [("image", 1, 9, 9), ("image", 4, 9, 7), ("video", 5, 5, 3)])
 def test_scene_folder_imports_without_loss(tmp_path, kind, n, frames, valid):
-    truth = _write_scene(tmp_path / "room", kind, n, frames, valid)
+    truth = write_scene(tmp_path / "room", kind, n, frames, valid)
     scene = read_scene(tmp_path / "room")
     count = n if kind == "image" else valid
     geo = scene.geometry
@@ -99,7 +39,7 @@ def test_scene_folder_imports_without_loss(tmp_path, kind, n, frames, valid):
 
 def test_imported_geometry_reprojects_its_view(tmp_path):
     """Rendering view 1 of the imported scene from view 0's colour+depth lands on view 1's true image."""
-    truth = _write_scene(tmp_path / "room", "image", 2, 9, 9)
+    truth = write_scene(tmp_path / "room", "image", 2, 9, 9)
     scene = read_scene(tmp_path / "room")
     colour = np.stack([np.asarray(Image.open(p)) for p in scene.inputs])
     geo = scene.geometry
@@ -120,7 +60,7 @@ def test_imported_geometry_reprojects_its_view(tmp_path):
     (lambda f: (f / "depth" / "depth_01.png").unlink(), "depth_01.png: missing"),
 ])
 def test_scene_folder_errors_name_the_file(tmp_path, edit, words):
-    _write_scene(tmp_path / "room", "image", 2, 9, 9)
+    write_scene(tmp_path / "room", "image", 2, 9, 9)
     edit(tmp_path / "room")
     with pytest.raises(SceneFolderError) as info:
         read_scene(tmp_path / "room")

@@ -10,42 +10,23 @@ import torch
 from geometry.metrics import edge_band, mask_iou, psnr
 from geometry.multiview import anchor_views, fuse, render_fused
 from geometry.render import RenderedViews, prepare_sources
-from geometry.synthetic import SyntheticScene, ground_truth_frame, make_geometry, make_source_clip
+from geometry.synthetic import intrinsics_for, make_geometry
+from static_scenes import photo_set, union_ground_truth
 from trajectories.camera_path import CameraPath
 from trajectories.orbit import orbit_c2w
 
 VW, VH = 320, 184
-STATIC_FPS = 1e9  # the clip's frame i shows time i / fps ~ 0: every view sees the scene at one moment
 
 
 def _views(n_views: int):
-    """A static scene photographed from ``n_views`` cameras on a 1 m orbit (view 0 = the identity)."""
-    pitch, yaw = np.array([0.0, 6.0, 3.0, 0.0]), np.array([0.0, 10.0, 20.0, -10.0])
-    scene = SyntheticScene()
-    c2w = orbit_c2w(pitch[:n_views], yaw[:n_views], np.ones(n_views))
-    clip = make_source_clip(scene, n_views, VW, VH, STATIC_FPS, c2w)
+    scene, clip = photo_set(n_views, VW, VH)
     return scene, clip, make_geometry(scene, clip, (112, 194))
 
 
 def _target_path(n: int = 3) -> CameraPath:
     s = np.linspace(0.4, 1, n)
-    from geometry.synthetic import intrinsics_for
-
     return CameraPath(orbit_c2w(5 * s, 20 * s, np.ones(n)), np.repeat(intrinsics_for(VW, VH)[None], n, 0), VW, VH,
                       24.0, np.zeros(n, dtype=np.int64))
-
-
-def _ground_truth(scene, clip, path):
-    """rgb, visible (from ANY view: the union of each view's visibility), depth of every target frame."""
-    frames, visible, depths = [], [], []
-    for i in range(len(path)):
-        seen = np.zeros((VH, VW), dtype=bool)
-        for v in range(len(clip.c2w)):
-            one = CameraPath(path.c2w[i : i + 1], path.intrinsics[i : i + 1], VW, VH, 24.0, np.array([v]))
-            rgb, vis, depth = ground_truth_frame(scene, one, clip, 0)
-            seen |= vis
-        frames.append(rgb), visible.append(seen), depths.append(depth)
-    return np.stack(frames), np.stack(visible), np.stack(depths)
 
 
 @pytest.mark.parametrize("n_views", [1, 4])
@@ -55,7 +36,7 @@ def test_image_scene_render_matches_ground_truth(n_views):
     src = prepare_sources(torch.from_numpy(clip.frames), torch.from_numpy(geo.depth), torch.from_numpy(geo.intrinsics),
                           torch.from_numpy(geo.c2w))
     out = render_fused(src, torch.from_numpy(path.w2c), torch.from_numpy(path.intrinsics), VW, VH)
-    gt, visible, depth = _ground_truth(scene, clip, path)
+    gt, visible, depth = union_ground_truth(scene, clip, path)
     rgb, mask = out.rgb.permute(0, 2, 3, 1).numpy(), out.mask.numpy()
     sel = mask & visible
     band = np.stack([edge_band(d, px=5) for d in depth])
