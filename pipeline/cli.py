@@ -44,7 +44,9 @@ def _opt(name: str, annotation: Any, default: Any, help: str, *aliases: str) -> 
 
 
 BATCH_OPTIONS = [
-    _opt("input_dir", Optional[Path], None, "Folder of input videos (.mp4 .mov .mkv .webm .avi; not recursive). Required."),
+    _opt("input_dir", Optional[Path], None,
+         "Folder of inputs: videos (.mp4 .mov .mkv .webm .avi), images (.png .jpg .jpeg .webp; one view each), "
+         "sub-folders of images (one scene of several views) and InSpatio-World 1.5 scene folders. Required."),
     _opt("traj_txt_path", Optional[str], None,
          "Trajectory file (3 lines pitch/yaw/displacement, optional 4th time line, optional 'zoom ...' line), "
          "a file of one 4x4 world-to-camera matrix per output frame (target_tcw.txt; see docs/camera_formats.md), "

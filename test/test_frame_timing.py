@@ -37,3 +37,14 @@ def test_matrix_path_frames_are_all_generated_and_written(n):
     # whole blocks of 3 latent frames (4 video frames each after the first), padding dropped on output
     assert plan.requested == n and plan.generated >= n and (plan.generated + 3) % 12 == 0
     assert plan.generated - n < 12
+
+
+@pytest.mark.parametrize("n", [1, 9, 10, 21, 22, 81])
+def test_frame_blocks_follow_the_generation_plan(n):
+    from pipeline.generate_output import frame_blocks
+
+    blocks = frame_blocks(n)
+    plan = plan_frames(n)
+    assert blocks[0] == 0 and np.all(np.diff(blocks) >= 0) and blocks[-1] + 1 == plan.blocks
+    sizes = np.bincount(blocks)
+    assert sizes[0] == min(n, 9) and np.all(sizes[1:-1] == 12)  # 1 + 4·2 frames, then 4·3 per block
