@@ -149,7 +149,7 @@ def prepare(cfg: RunConfig) -> tuple[list[InputItem], Batch]:
     videos = find_inputs(cfg.input_dir)
     if not videos:
         raise PipelineError(
-            f"input folder {cfg.input_dir} contains no inputs (looked for videos .mp4 .mov .mkv .webm .avi, images "
+            f"input folder {cfg.input_dir} contains no videos or photos (looked for videos .mp4 .mov .mkv .webm .avi, images "
             ".png .jpg .jpeg .webp, sub-folders of images, and InSpatio-World 1.5 scene folders with scene.json)"
         )
     stems: dict[str, Path] = {}
