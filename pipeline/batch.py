@@ -189,9 +189,12 @@ def prepare(cfg: RunConfig) -> tuple[list[InputItem], Batch]:
 def _given_caption(batch: Batch, record: VideoRecord) -> str | None:
     from models.florence import lookup_caption
 
-    if batch.cfg.caption is None and record.prepared is not None and record.prepared.caption is not None:
-        return record.prepared.caption
-    return batch.cfg.caption if batch.cfg.caption is not None else lookup_caption(batch.captions, record.path)
+    if batch.cfg.caption is not None:
+        return batch.cfg.caption
+    given = lookup_caption(batch.captions, record.path)
+    if given is None and record.prepared is not None:
+        return record.prepared.caption  # a scene folder's prompt.txt
+    return given
 
 
 def _fail(record: VideoRecord, stage: str, exc: Exception) -> None:
