@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from pipeline import dist
 from pipeline.fsutil import atomic_write
-from pipeline.layout import GEOMETRY_FILE, GENERATED_FILE, VideoPaths, find_videos
+from pipeline.inputs import InputItem, PreparedInput, find_inputs, prepare_input
+from pipeline.layout import GEOMETRY_FILE, GENERATED_FILE, VideoPaths
 from pipeline.stages import caption as caption_stage
 from pipeline.stages import generate as generate_stage
 from pipeline.stages import geometry as geometry_stage
@@ -44,7 +45,7 @@ from pipeline.stages.config import SKIP_FLAGS, STAGES, STEP_OF_STAGE, RunConfig
 from pipeline.stages.source import SourceVideo, open_source
 from pipeline.stages.weights import stage_weights
 from pipeline.weights import WeightFile
-from trajectories import PathOptions, TrajectorySpec, find_trajectory, load_trajectory
+from trajectories import PathOptions, Trajectory, find_trajectory, read_trajectory
 
 log = logging.getLogger("pipeline")
 
@@ -72,6 +73,7 @@ class VideoRecord:
     path: Path
     paths: VideoPaths
     source: SourceVideo | None = None
+    prepared: PreparedInput | None = None
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     blocked: dict[str, str] = field(default_factory=dict)
     error: str | None = None
@@ -100,7 +102,7 @@ class Batch:
     """What every stage of one run shares."""
 
     cfg: RunConfig
-    spec: TrajectorySpec
+    spec: Trajectory
     path_options: PathOptions
     captions: dict[str, str]
     rank: dist.Rank
@@ -140,25 +142,27 @@ def _check_writable(folder: Path, what: str, flag: str, dry_run: bool) -> None:
         raise PipelineError(f"{what} {folder} is not writable ({exc}); choose another {flag}") from None
 
 
-def prepare(cfg: RunConfig) -> tuple[list[Path], Batch]:
+def prepare(cfg: RunConfig) -> tuple[list[InputItem], Batch]:
     """Validate the run (raises PipelineError/TrajectoryError naming the file) and list the videos."""
     if not cfg.input_dir.is_dir():
         raise PipelineError(f"input folder {cfg.input_dir} does not exist or is not a folder; check --input_dir")
-    videos = find_videos(cfg.input_dir)
+    videos = find_inputs(cfg.input_dir)
     if not videos:
         raise PipelineError(
-            f"input folder {cfg.input_dir} contains no videos (looked for .mp4 .mov .mkv .webm .avi, not in subfolders)"
+            f"input folder {cfg.input_dir} contains no videos or photos (looked for videos .mp4 .mov .mkv .webm .avi, images "
+            ".png .jpg .jpeg .webp, sub-folders of images, and InSpatio-World 1.5 scene folders with scene.json)"
         )
     stems: dict[str, Path] = {}
-    for v in videos:
-        if v.stem in stems:
-            raise PipelineError(f"{stems[v.stem]} and {v} share the name '{v.stem}'; rename one (outputs are named by it)")
-        stems[v.stem] = v
+    for item in videos:
+        if item.name in stems:
+            raise PipelineError(f"{stems[item.name]} and {item.path} share the name '{item.name}'; rename one "
+                                "(outputs are named by it)")
+        stems[item.name] = item.path
     try:
         traj = find_trajectory(cfg.traj_path)
     except FileNotFoundError as exc:
         raise PipelineError(f"{exc}; check --traj_txt_path") from None
-    spec = load_trajectory(traj)
+    spec = read_trajectory(traj)
     try:
         options = PathOptions(**cfg.path_options)
     except ValueError as exc:
@@ -185,7 +189,12 @@ def prepare(cfg: RunConfig) -> tuple[list[Path], Batch]:
 def _given_caption(batch: Batch, record: VideoRecord) -> str | None:
     from models.florence import lookup_caption
 
-    return batch.cfg.caption if batch.cfg.caption is not None else lookup_caption(batch.captions, record.path)
+    if batch.cfg.caption is not None:
+        return batch.cfg.caption
+    given = lookup_caption(batch.captions, record.path)
+    if given is None and record.prepared is not None:
+        return record.prepared.caption  # a scene folder's prompt.txt
+    return given
 
 
 def _fail(record: VideoRecord, stage: str, exc: Exception) -> None:
@@ -252,6 +261,12 @@ def _caption_stage(batch: Batch, records: list[VideoRecord]) -> None:
 
 def _geometry_one(batch: Batch, r: VideoRecord) -> Outcome:
     cfg = batch.cfg
+    scene = r.prepared.geometry if r.prepared is not None else None
+    if scene is not None:
+        return run_cached("geometry", r.paths.geometry, geometry_stage.scene_geometry_key(r.source, r.prepared.digest),
+                          geometry_stage.OUTPUTS,
+                          lambda out: geometry_stage.store_geometry(out, scene, r.source, f"scene folder {r.path}"),
+                          batch.policy("geometry"))
     provided = geometry_stage.provided_cache(cfg.geometry_dir, r.source)
     key = geometry_stage.geometry_key(r.source, provided, cfg.weights.da3, cfg.render, cfg.geometry)
     if provided is not None:
@@ -270,10 +285,11 @@ def _geometry_one(batch: Batch, r: VideoRecord) -> Outcome:
 
 def _render_one(batch: Batch, r: VideoRecord) -> Outcome:
     cfg = batch.cfg
-    key = render_stage.render_key(r.source, r.outcomes["geometry"].digest, batch.spec, batch.path_options, cfg.render)
+    spec = r.prepared.trajectory if r.prepared is not None and r.prepared.trajectory is not None else batch.spec
+    key = render_stage.render_key(r.source, r.outcomes["geometry"].digest, spec, batch.path_options, cfg.render)
     return run_cached(
         "render", r.paths.render, key, render_stage.OUTPUTS,
-        lambda out: render_stage.produce_render(out, r.source, r.paths.geometry / GEOMETRY_FILE, batch.spec,
+        lambda out: render_stage.produce_render(out, r.source, r.paths.geometry / GEOMETRY_FILE, spec,
                                                 batch.path_options, cfg.render, batch.device("render")),
         batch.policy("render"),
     )
@@ -362,13 +378,14 @@ def _run_stage_on_ranks(batch: Batch, stage: str, records: list[VideoRecord]) ->
             r.missing += [_weight(m) for m in s["missing"] if _weight(m) not in r.missing]
 
 
-def open_records(batch: Batch, videos: list[Path]) -> list[VideoRecord]:
+def open_records(batch: Batch, videos: list[InputItem]) -> list[VideoRecord]:
     cfg = batch.cfg
     records = []
-    for v in dist.shard(videos, batch.rank.rank, batch.rank.world_size):
-        r = VideoRecord(v, VideoPaths.make(v, cfg.work_dir, cfg.output_folder, cfg.traj_path.stem))
+    for item in dist.shard(videos, batch.rank.rank, batch.rank.world_size):
+        r = VideoRecord(item.path, VideoPaths.make(item.path, cfg.work_dir, cfg.output_folder, cfg.traj_path.stem))
         try:
-            r.source = open_source(v)
+            r.prepared = prepare_input(item, r.paths.work)
+            r.source = open_source(r.prepared.video, static=r.prepared.static)
         except Exception as exc:  # noqa: BLE001
             _fail(r, "input", exc)
         records.append(r)

@@ -1,4 +1,5 @@
-"""Command line: ``python -m pipeline {run,caption,geometry,render,generate}`` (``run_pipeline.sh`` wraps ``run``).
+"""Command line: ``python -m pipeline {run,caption,geometry,render,generate}`` (``run_pipeline.sh`` wraps ``run``),
+``cameras {convert,export}`` (``pipeline.cameras_cli``) and ``presets``.
 
 Every batch command takes the same options (the reference system's flags, same names and meanings,
 plus caching and trajectory options); ``run`` computes every stage, a stage command computes that
@@ -17,6 +18,7 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
+from pipeline.cameras_cli import app as cameras_app
 from pipeline.stages.config import STAGES, GeometrySettings, OutputSettings, RunConfig
 from trajectories import PathOptions
 
@@ -42,10 +44,13 @@ def _opt(name: str, annotation: Any, default: Any, help: str, *aliases: str) -> 
 
 
 BATCH_OPTIONS = [
-    _opt("input_dir", Optional[Path], None, "Folder of input videos (.mp4 .mov .mkv .webm .avi; not recursive). Required."),
+    _opt("input_dir", Optional[Path], None,
+         "Folder of inputs: videos (.mp4 .mov .mkv .webm .avi), images (.png .jpg .jpeg .webp; one view each), "
+         "sub-folders of images (one scene of several views) and InSpatio-World 1.5 scene folders. Required."),
     _opt("traj_txt_path", Optional[str], None,
-         "Trajectory file (3 lines pitch/yaw/displacement, optional 4th time line) or a preset name "
-         "(trajectories/presets). Required.", "--traj"),
+         "Trajectory file (3 lines pitch/yaw/displacement, optional 4th time line, optional 'zoom ...' line), "
+         "a file of one 4x4 world-to-camera matrix per output frame (target_tcw.txt; see docs/camera_formats.md), "
+         "or a preset name (trajectories/presets). Required.", "--traj"),
     _opt("output_folder", Optional[Path], None, "Final outputs. [default: ./output/<input dir name>/<trajectory name>]"),
     _opt("work_dir", Optional[Path], None,
          "Cached stage outputs shared by all trajectories (captions, geometry, renders). [default: <output_folder>/../work]"),
@@ -229,14 +234,14 @@ def _render_files(o: dict) -> None:
     from pipeline.stages.cached import Policy, run_cached
     from pipeline.stages.source import open_source
     from pipeline.video_io import file_sha256
-    from trajectories import find_trajectory, load_trajectory
+    from trajectories import find_trajectory, read_trajectory
 
     setup_logging(o["verbose"])
     if None in (o["video"], o["geometry"], o["out"], o["traj_txt_path"]):
         _fail("render on explicit files needs --video, --geometry, --traj and --out")
     try:
         source = open_source(o["video"])
-        spec = load_trajectory(find_trajectory(o["traj_txt_path"]))
+        spec = read_trajectory(find_trajectory(o["traj_txt_path"]))
         options = PathOptions(**_path_options(o))
         settings = _render_settings(o)
         render_stage.check_settings(settings)
@@ -293,6 +298,9 @@ def worker(config: Path, stage: str, results: Path) -> None:
     cfg = RunConfig.from_json(config.read_text())
     setup_logging(cfg.verbose)
     run_worker(cfg, stage, results)
+
+
+app.add_typer(cameras_app, name="cameras")
 
 
 @app.command("presets")

@@ -137,6 +137,14 @@ def plan_frames(requested: int) -> FramePlan:
     return FramePlan(requested, latent, TEMPORAL_STRIDE * latent - (TEMPORAL_STRIDE - 1))
 
 
+def frame_blocks(n: int) -> np.ndarray:
+    """[n] the DiT block (0, 1, ...) that generates each of n output frames: frame 0 is latent frame 0,
+    frames 4k-3 .. 4k are latent frame k, and a block holds ``BLOCK_FRAMES`` latent frames."""
+    frames = np.arange(n)
+    latent = (frames + TEMPORAL_STRIDE - 1) // TEMPORAL_STRIDE
+    return latent // BLOCK_FRAMES
+
+
 def padded_indices(n: int, total: int) -> np.ndarray:
     """Indices 0..n-1 followed by n-1 repeated up to ``total`` entries."""
     return np.minimum(np.arange(total), n - 1)

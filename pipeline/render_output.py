@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from geometry.cache import GeometryCache
+from geometry.multiview import render_fused
 from geometry.render import RenderSettings, SourceViews, prepare_sources, render_views
 from geometry.unproject import unproject
 from pipeline.fsutil import atomic_write
@@ -49,7 +50,9 @@ class RenderOptions:
     encode / mask_encode: H.264 settings of render.mp4 / mask.mp4; export_ply: write ply/;
     workers: chunks rendered concurrently (on CPU each worker runs torch single-threaded, which
     beats torch's own threading: most ops are too small to split and idle threads spin);
-    source_cache: prepared source frames kept by source index (time maps repeat frames)."""
+    source_cache: prepared source frames kept by source index (time maps repeat frames);
+    fuse_views: the source frames are views of one moment (an image scene): every output frame is
+    rendered from all of them, fused by a hard z-test (``geometry.multiview``), whatever its source index."""
 
     chunk_frames: int = 1
     device: str = "cpu"
@@ -60,6 +63,7 @@ class RenderOptions:
     export_ply: bool = False
     workers: int = 2
     source_cache: int = 4
+    fuse_views: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class RenderOutputs:
     num_frames: int
     coverage: float  # mean fraction of covered pixels
     seconds: float
+    view_coverage: np.ndarray | None = None  # fuse_views: [N, V] target pixels each view covers on its own
 
 
 class _MaskNpz:
@@ -158,14 +163,19 @@ def _render_chunk(
     height: int,
     settings: RenderSettings,
     pix_fmt: str,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Render output frames whose source views are ``sources[inverse[i]]`` -> (frames as uint8
-    ``pix_fmt`` planes [n, ...] for ``VideoWriter.write_planes``, mask bool [n,H,W])."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Render output frames whose source views are ``sources[inverse[i]]`` (``inverse`` None: all of
+    ``sources`` fused, for every frame) -> (frames as uint8 ``pix_fmt`` planes [n, ...] for
+    ``VideoWriter.write_planes``, mask bool [n,H,W], per-view coverage [n, V] or None)."""
     src = SourceViews.cat([f.get() for f in sources])
+    dev = src.depth.device
+    if inverse is None:
+        fused = render_fused(src, w2c.to(dev), K.to(dev), width, height, settings)
+        return yuv_planes(fused.rgb, pix_fmt).cpu().numpy(), fused.mask.cpu().numpy(), fused.coverage.cpu().numpy()
     if not np.array_equal(inverse, np.arange(len(sources))):
-        src = src.select(torch.from_numpy(inverse).to(src.depth.device))
-    out = render_views(src, w2c.to(src.depth.device), K.to(src.depth.device), width, height, settings)
-    return yuv_planes(out.rgb, pix_fmt).cpu().numpy(), out.mask.cpu().numpy()
+        src = src.select(torch.from_numpy(inverse).to(dev))
+    out = render_views(src, w2c.to(dev), K.to(dev), width, height, settings)
+    return yuv_planes(out.rgb, pix_fmt).cpu().numpy(), out.mask.cpu().numpy(), None
 
 
 def _single_threaded_torch() -> None:
@@ -217,7 +227,8 @@ def render_to_folder(
     ply_dir = out_dir / "ply" if options.export_ply else None
     covered = 0
     with ExitStack() as stack:
-        reader = stack.enter_context(VideoReader(video_path, size=colour_size, verify=False, cache_frames=_DECODED_FRAMES))
+        reader = stack.enter_context(VideoReader(video_path, size=colour_size, min_frames=1, verify=False,
+                                                          cache_frames=_DECODED_FRAMES))
         if len(reader) != geometry.num_frames:
             raise ValueError(
                 f"{video_path}: video has {len(reader)} frames but its geometry cache has {geometry.num_frames}; "
@@ -239,6 +250,8 @@ def render_to_folder(
         encoder = ThreadPoolExecutor(1)
         stack.callback(encoder.shutdown, wait=True, cancel_futures=True)
         cache: OrderedDict[int, _Once] = OrderedDict()
+        cache_size = max(options.source_cache, len(reader) if options.fuse_views else 0)
+        view_coverage: list[np.ndarray] = []
         exported: set[int] = set()
         rendering: deque[Future] = deque()
         encoding: deque[Future] = deque()
@@ -252,7 +265,7 @@ def render_to_folder(
                 exported.add(s)
                 ply = ply_dir / f"source_{s:05d}.ply"
             cache[s] = prepared = _Once(functools.partial(_prepare_source, reader[s], geometry, s, dev, options.settings, ply))
-            while len(cache) > options.source_cache:
+            while len(cache) > cache_size:
                 cache.popitem(last=False)
             return prepared
 
@@ -264,8 +277,10 @@ def render_to_folder(
 
         def drain() -> None:
             nonlocal covered
-            frames, mask = rendering.popleft().result()
+            frames, mask, per_view = rendering.popleft().result()
             covered += int(mask.sum())
+            if per_view is not None:
+                view_coverage.append(per_view)
             while len(encoding) >= max(options.workers, 1):
                 encoding.popleft().result()
             encoding.append(encoder.submit(encode, frames, mask))
@@ -274,7 +289,10 @@ def render_to_folder(
         K_all = torch.from_numpy(camera_path.intrinsics).float()
         for start in range(0, len(camera_path), options.chunk_frames):
             chunk = slice(start, min(start + options.chunk_frames, len(camera_path)))
-            uniq, inverse = np.unique(src_idx[chunk], return_inverse=True)
+            if options.fuse_views:
+                uniq, inverse = np.arange(len(reader)), None
+            else:
+                uniq, inverse = np.unique(src_idx[chunk], return_inverse=True)
             sources = [source(int(s)) for s in uniq]
             rendering.append(workers.submit(_render_chunk, sources, inverse, w2c_all[chunk], K_all[chunk], W, H, options.settings, options.encode.pix_fmt))
             while len(rendering) > max(options.workers, 1):
@@ -293,4 +311,5 @@ def render_to_folder(
         num_frames=len(camera_path),
         coverage=covered / (len(camera_path) * H * W),
         seconds=time.perf_counter() - t0,
+        view_coverage=np.concatenate(view_coverage) if view_coverage else None,
     )

@@ -176,7 +176,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.weights", description=__doc__.split("\n")[0])
     parser.add_argument("checkpoints_dir", nargs="?", default="checkpoints")
     parser.add_argument("--only", action="append", choices=STAGES, help="check only the files of this stage")
+    parser.add_argument("--dit", type=Path, help="check only this causal DiT file (e.g. InSpatio-World 1.5) against the DiT manifest")
     args = parser.parse_args(argv)
+    if args.dit is not None:
+        problems = check_weight(WeightFile("causal DiT", args.dit, f"{DOWNLOAD} inspatio15", "generate", "dit"))
+        print("\n".join(f"PROBLEM  {p}" for p in problems) or f"ok       causal DiT: {args.dit}")
+        return 1 if problems else 0
     problems = check_weights(args.checkpoints_dir, args.only)
     failed = {p.file for p in problems}
     for wf in expected_weights(args.checkpoints_dir):

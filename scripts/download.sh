@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Fetch the model checkpoints into checkpoints/ (resumable), then check that each file loads.
 #
-# Usage: bash scripts/download.sh [--dry-run] [all|inspatio|wan|da3|florence|tae|check]...
+# Usage: bash scripts/download.sh [--dry-run] [all|inspatio|inspatio15|wan|da3|florence|tae|check]...
 #   all       every required model (inspatio wan da3 florence) plus the optional TAEHV decoder
 #   inspatio  causal DiT          -> checkpoints/InSpatio-World-1.3B/InSpatio-World-1.3B.safetensors
+#   inspatio15 InSpatio-World 1.5 (optional, same layout; use it with --checkpoint_path)
+#                                 -> checkpoints/InSpatio-World-1.5-1.3B/InSpatio-World-1.5-1.3B.safetensors
 #   wan       Wan2.1-T2V-1.3B     -> checkpoints/Wan2.1-T2V-1.3B/{config.json,Wan2.1_VAE.pth,
 #                                    models_t5_umt5-xxl-enc-bf16.pth,google/umt5-xxl/}
 #   da3       DA3 nested giant    -> checkpoints/DA3/{config.json,model.safetensors}
@@ -42,6 +44,10 @@ hf_download() {
 
 get_inspatio() { hf_download inspatio/world InSpatio-World-1.3B/InSpatio-World-1.3B.safetensors --local-dir "$CKPT"; }
 
+get_inspatio15() {
+  hf_download inspatio/world-1.5 InSpatio-World-1.5-1.3B.safetensors --local-dir "$CKPT/InSpatio-World-1.5-1.3B"
+}
+
 get_wan() {
   hf_download Wan-AI/Wan2.1-T2V-1.3B config.json Wan2.1_VAE.pth models_t5_umt5-xxl-enc-bf16.pth \
     --local-dir "$CKPT/Wan2.1-T2V-1.3B"
@@ -65,18 +71,20 @@ for arg in "$@"; do
   case "$arg" in
     --dry-run) DRY=1 ;;
     all) targets+=(inspatio wan da3 florence tae) ;;
-    inspatio|wan|da3|florence|tae|check) targets+=("$arg") ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "error: unknown argument '$arg' (expected all, inspatio, wan, da3, florence, tae, check, --dry-run)" >&2; exit 2 ;;
+    inspatio|inspatio15|wan|da3|florence|tae|check) targets+=("$arg") ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "error: unknown argument '$arg' (expected all, inspatio, inspatio15, wan, da3, florence, tae, check, --dry-run)" >&2; exit 2 ;;
   esac
 done
 [ ${#targets[@]} -eq 0 ] && targets=(inspatio wan da3 florence tae)
 
 only=()
 check_all=0
+dit15=0
 for t in "${targets[@]}"; do
   case "$t" in
     inspatio|wan) get_"$t"; only+=(--only generate) ;;
+    inspatio15) get_inspatio15; dit15=1 ;;
     da3) get_da3; only+=(--only geometry) ;;
     florence) get_florence; only+=(--only caption) ;;
     tae) get_tae; only+=(--only tae) ;;
@@ -86,5 +94,9 @@ done
 [ "$check_all" = 1 ] && only=()
 
 [ "$DRY" = 1 ] && exit 0
+if [ "$dit15" = 1 ]; then
+  "$PY" -m pipeline.weights --dit "$CKPT/InSpatio-World-1.5-1.3B/InSpatio-World-1.5-1.3B.safetensors"
+  [ ${#only[@]} -eq 0 ] && [ "$check_all" = 0 ] && exit 0
+fi
 echo "[download] checking $CKPT"
 "$PY" -m pipeline.weights "$CKPT" "${only[@]}"

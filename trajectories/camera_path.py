@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from trajectories.interpolate import Interpolation, interpolate_keys
+from trajectories.matrix_file import MatrixTrajectory
 from trajectories.orbit import orbit_c2w
 from trajectories.spec import TrajectorySpec
 from trajectories.timemap import TimeMode, adaptive_frame_count, time_map
@@ -144,8 +145,18 @@ class PathOptions:
             raise ValueError(f"slowmo must be a finite factor >= 1 (2 = half speed), got {self.slowmo}")
 
 
+def zoomed_intrinsics(K: np.ndarray, zoom: np.ndarray) -> np.ndarray:
+    """[N, 3, 3]: ``K`` [3, 3] with its focal lengths (and skew) times ``zoom`` [N]; the principal point stays.
+
+    Between two cameras at the same pose this is the homography ``K_i · K⁻¹`` = a scaling by zoom_i
+    about the principal point (a pure zoom)."""
+    out = np.repeat(np.asarray(K, dtype=np.float64)[None], len(zoom), axis=0)
+    out[:, :2, :2] *= np.asarray(zoom, dtype=np.float64)[:, None, None]
+    return out
+
+
 def make_camera_path(
-    spec: TrajectorySpec,
+    spec: TrajectorySpec | MatrixTrajectory,
     source_c2w: np.ndarray,
     source_K: np.ndarray,
     width: int,
@@ -157,14 +168,18 @@ def make_camera_path(
     """Target cameras for every output frame.
 
     source_c2w:  [M, 4, 4] camera-to-world of the M source frames (geometry world frame, OpenCV axes).
-    source_K:    [3, 3] source intrinsics in pixels at (height, width); every output frame uses it.
+    source_K:    [3, 3] source intrinsics in pixels at (height, width); every output frame uses it,
+                 its focal lengths times the zoom line's value when the file has one (``zoomed_intrinsics``).
     scene_depth: the first frame's foreground depth (``foreground_depth``), required for radius="scene".
 
-    Frame count: n = n_frames or M, plus freeze_repeat; with adaptive_frames the total is clamped by
+    Keyframe files: n = n_frames or M, plus freeze_repeat; with adaptive_frames the total is clamped by
     ``adaptive_frame_count`` and the time map stretches over it (freeze copies scale with it). The
     keyframes are sampled at linspace(0, 1, N) over the N output frames; pose_i = ``orbit_c2w`` relative
     to source camera 0; c2w_i = source_c2w[0] · pose_i, or source_c2w[s_i] · pose_i with
     relative_to_source (s_i = the source frame output frame i shows).
+    Matrix files (``MatrixTrajectory``): N = the number of matrices (n_frames, adaptive_frames, radius,
+    interpolation and rotation_only do not apply; freeze copies replace frames within N);
+    pose_i = inverse(w2c_i), anchored as above.
     """
     source_c2w = np.asarray(source_c2w, dtype=np.float64)
     source_K = np.asarray(source_K, dtype=np.float64)
@@ -172,6 +187,31 @@ def make_camera_path(
         raise ValueError(f"source_c2w must be [M, 4, 4] with M >= 1, got {source_c2w.shape}")
     if source_K.shape != (3, 3):
         raise ValueError(f"source_K must be [3, 3], got {source_K.shape}")
+    n_source = len(source_c2w)
+    if isinstance(spec, MatrixTrajectory):
+        n = len(spec)
+        repeat = min(options.freeze_repeat, n - 1)
+        source_index = time_map(n, n_source, None, options.interpolation, options.time_mode, options.slowmo,
+                                options.freeze_frame, repeat)
+        pose = np.linalg.inv(spec.w2c)
+        zoom = np.ones(n)
+    else:
+        n, source_index, pose, zoom = _keyframe_path(spec, n_source, options, scene_depth)
+    anchor = source_c2w[source_index] if options.relative_to_source else source_c2w[:1]
+    return CameraPath(
+        c2w=anchor @ pose,
+        intrinsics=zoomed_intrinsics(source_K, zoom),
+        width=int(width),
+        height=int(height),
+        fps=float(fps),
+        source_index=source_index,
+    )
+
+
+def _keyframe_path(
+    spec: TrajectorySpec, n_source: int, options: PathOptions, scene_depth: float | None
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """(frame count, source_index [N], pose [N, 4, 4] relative to the anchor, zoom [N]) of a keyframe file."""
     if options.radius == "absolute":
         scale = 1.0
     elif scene_depth is not None and math.isfinite(scene_depth) and scene_depth > 0:
@@ -181,7 +221,6 @@ def make_camera_path(
             f"radius='scene' needs the first frame's foreground depth (trajectories.foreground_depth), "
             f"got scene_depth={scene_depth!r}; pass it, or use radius='absolute'"
         )
-    n_source = len(source_c2w)
     nominal = (options.n_frames or n_source) + options.freeze_repeat
     n = adaptive_frame_count(spec.pitch, spec.yaw, nominal) if options.adaptive_frames else nominal
     repeat = min(round(options.freeze_repeat * n / nominal), n - 1)
@@ -196,12 +235,5 @@ def make_camera_path(
         interpolate_keys(spec.displacement, positions, options.interpolation, pin_ends=True) * scale,
         rotation_only=options.rotation_only,
     )
-    anchor = source_c2w[source_index] if options.relative_to_source else source_c2w[:1]
-    return CameraPath(
-        c2w=anchor @ pose,
-        intrinsics=np.repeat(source_K[None], n, axis=0),
-        width=int(width),
-        height=int(height),
-        fps=float(fps),
-        source_index=source_index,
-    )
+    zoom = np.ones(n) if spec.zoom is None else interpolate_keys(spec.zoom, positions, options.interpolation, pin_ends=True)
+    return n, source_index, pose, zoom

@@ -30,7 +30,7 @@ def caption_key(source: SourceVideo, given: str | None, model: Path) -> StageKey
 def middle_frame(source: SourceVideo) -> np.ndarray:
     from models.florence import middle_index
 
-    with VideoReader(source.path) as reader:
+    with VideoReader(source.path, min_frames=1) as reader:
         return reader[middle_index(len(reader))]
 
 

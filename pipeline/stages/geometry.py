@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from geometry.cache import GeometryCacheError, GeometryMeta, load_geometry, save_geometry, sidecar_path
+from geometry.cache import GeometryCache, GeometryCacheError, GeometryMeta, load_geometry, save_geometry, sidecar_path
 from geometry.unproject import cover_hw
 from pipeline.layout import GEOMETRY_FILE
 from pipeline.manifest import StageKey
@@ -72,6 +72,19 @@ def geometry_key(source: SourceVideo, provided: Path | None, model: Path, render
     return StageKey("geometry", VERSION, inputs={"video": source.sha256}, params=params)
 
 
+def scene_geometry_key(source: SourceVideo, scene_digest: str) -> StageKey:
+    """The key of geometry an input brings itself (an InSpatio-World 1.5 scene folder): its files' content."""
+    return StageKey("geometry", VERSION, inputs={"video": source.sha256, "scene": scene_digest},
+                    params={"source": "scene folder"})
+
+
+def store_geometry(out_dir: Path, cache: GeometryCache, source: SourceVideo, producer: str) -> None:
+    """Store ``cache`` as ``source``'s geometry in the work folder, with a complete sidecar."""
+    meta = dataclasses.replace(cache.meta, source_video=source.path.name, video_sha256=source.sha256,
+                               fps=source.info.fps, producer=cache.meta.producer or producer)
+    save_geometry(Path(out_dir) / GEOMETRY_FILE, dataclasses.replace(cache, meta=meta))
+
+
 def import_cache(out_dir: Path, provided: Path, source: SourceVideo) -> None:
     """Validate a provided cache against its video and store it (with a complete sidecar) in the work folder."""
     try:
@@ -82,9 +95,7 @@ def import_cache(out_dir: Path, provided: Path, source: SourceVideo) -> None:
             f"replace that file, or move it out of {provided.parent} to estimate the geometry with DA3",
             exc.problem,
         ) from None
-    meta = dataclasses.replace(cache.meta, source_video=source.path.name, video_sha256=source.sha256,
-                               fps=source.info.fps, producer=cache.meta.producer or f"provided: {provided}")
-    save_geometry(Path(out_dir) / GEOMETRY_FILE, dataclasses.replace(cache, meta=meta))
+    store_geometry(out_dir, cache, source, f"provided: {provided}")
 
 
 def da3_frame_size(source: SourceVideo, render: OutputSettings) -> tuple[int, int]:
@@ -100,7 +111,7 @@ def estimate(out_dir: Path, model, source: SourceVideo, render: OutputSettings, 
     from geometry.da3 import estimate_geometry, validate_output
 
     meta = GeometryMeta(source_video=source.path.name, video_sha256=source.sha256, fps=source.info.fps)
-    with VideoReader(source.path, size=da3_frame_size(source, render)) as frames:
+    with VideoReader(source.path, size=da3_frame_size(source, render), min_frames=1) as frames:
         cache = estimate_geometry(frames, model, chunk_size=settings.chunk_size, overlap=settings.overlap,
                                   process_res=settings.process_res, meta=meta)
     save_geometry(Path(out_dir) / GEOMETRY_FILE, validate_output(cache, model))

@@ -56,7 +56,7 @@ def produce_outputs(out_dir: Path, source: SourceVideo, render_dir: Path, genera
         _copy(generated, out_dir / GENERATED_FILE)
     path = CameraPath.load(render_dir / "cameras.json")
     size = (path.width, path.height)
-    with VideoReader(source.path, size=size, resize=settings.resize) as src, \
+    with VideoReader(source.path, size=size, resize=settings.resize, min_frames=1) as src, \
             VideoWriter(out_dir / "source.mp4", path.fps, *size) as writer:
         for i in range(0, len(path), CHUNK):
             for frame in src.get_batch(path.source_index[i:i + CHUNK].tolist()):

@@ -22,12 +22,14 @@ from pipeline.manifest import StageKey, text_sha256
 from pipeline.stages.config import OutputSettings
 from pipeline.stages.source import SourceVideo
 from pipeline.video_io import VideoInfo
-from trajectories import CameraPath, PathOptions, TrajectorySpec, foreground_depth, make_camera_path
+from trajectories import CameraPath, PathOptions, Trajectory, foreground_depth, make_camera_path
 
 VERSION = 1
 OUTPUTS = ["render.mp4", "mask.mp4", "mask.npz", "cameras.json"]
 BACKENDS = ("torch",)
 RESIZE_POLICIES = ("stretch", "crop")
+# Image scenes: output frames of a keyframe file without --num_frames (81 = 7 whole generation blocks).
+STATIC_FRAMES = 81
 
 
 def check_settings(settings: OutputSettings) -> None:
@@ -60,18 +62,37 @@ def colour_size(source: VideoInfo, settings: OutputSettings) -> tuple[int, int]:
 
 
 def build_camera_path(
-    geometry: GeometryCache, spec: TrajectorySpec, options: PathOptions, settings: OutputSettings, source: VideoInfo
+    geometry: GeometryCache, spec: Trajectory, options: PathOptions, settings: OutputSettings, source: VideoInfo,
+    static: bool = False,
 ) -> CameraPath:
-    """The target cameras: the trajectory around the geometry's cameras, at the working resolution."""
+    """The target cameras: the trajectory around the geometry's cameras, at the working resolution.
+
+    ``static``: the source frames are views of one moment (an image scene): the path is planned
+    around view 0 alone, so every source index is 0 (time stands still), a keyframe file's frame
+    count defaults to ``STATIC_FRAMES`` instead of the number of views."""
     conf0 = geometry.conf[0] if geometry.conf is not None else None
     scene_depth = foreground_depth(geometry.depth[0], conf0) if options.radius == "scene" else None
     K = output_intrinsics(geometry.intrinsics[0], geometry.resolution, (source.height, source.width), settings)
-    return make_camera_path(
-        spec, geometry.c2w, K, settings.width, settings.height, settings.fps or source.fps, options, scene_depth
-    )
+    c2w = geometry.c2w
+    if static:
+        c2w = c2w[:1]
+        options = dataclasses.replace(options, n_frames=options.n_frames or STATIC_FRAMES)
+    return make_camera_path(spec, c2w, K, settings.width, settings.height, settings.fps or source.fps, options,
+                            scene_depth)
 
 
-def render_key(source: SourceVideo, geometry_digest: str | None, spec: TrajectorySpec, options: PathOptions,
+def anchor_source_index(camera_path: CameraPath, view_coverage: np.ndarray) -> CameraPath:
+    """An image scene's time map: every output frame shows (as the generator's reference) the view that
+    covers most of the target over the generation block the frame belongs to."""
+    from geometry.multiview import anchor_views
+    from pipeline.generate_output import frame_blocks
+
+    blocks = frame_blocks(len(camera_path))
+    best = np.asarray([views[0] for views in anchor_views(view_coverage, blocks, 1)], dtype=np.int64)
+    return dataclasses.replace(camera_path, source_index=best[blocks])
+
+
+def render_key(source: SourceVideo, geometry_digest: str | None, spec: Trajectory, options: PathOptions,
                settings: OutputSettings) -> StageKey:
     return StageKey(
         "render",
@@ -81,11 +102,14 @@ def render_key(source: SourceVideo, geometry_digest: str | None, spec: Trajector
     )
 
 
-def produce_render(out_dir: Path, source: SourceVideo, geometry_file: Path, spec: TrajectorySpec,
+def produce_render(out_dir: Path, source: SourceVideo, geometry_file: Path, spec: Trajectory,
                    options: PathOptions, settings: OutputSettings, device: str) -> None:
     from pipeline.render_output import RenderOptions, render_to_folder
 
     geometry = load_geometry(geometry_file, expect_frames=source.info.num_frames)
-    camera_path = build_camera_path(geometry, spec, options, settings, source.info)
-    render_to_folder(source.path, geometry, camera_path, out_dir,
-                     RenderOptions(device=device, colour_size=colour_size(source.info, settings)))
+    camera_path = build_camera_path(geometry, spec, options, settings, source.info, source.static)
+    outputs = render_to_folder(source.path, geometry, camera_path, out_dir,
+                               RenderOptions(device=device, colour_size=colour_size(source.info, settings),
+                                             fuse_views=source.static))
+    if source.static:
+        anchor_source_index(camera_path, outputs.view_coverage).save(outputs.cameras_json)
