@@ -19,6 +19,7 @@ import typer
 
 from pipeline.stages.config import STAGES, GeometrySettings, OutputSettings, RunConfig
 from trajectories import PathOptions
+from trajectories.timemap import TIME_PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINTS = Path(os.environ.get("INSPATIO_CHECKPOINTS", REPO / "checkpoints"))
@@ -94,6 +95,9 @@ BATCH_OPTIONS = [
          "Displacement unit: scene (x the first frame's foreground depth) or absolute (scene units)."),
     _opt("time_mode", Literal["forward", "reverse", "pingpong"], _PATH_DEFAULTS.time_mode, "Playback of the source."),
     _opt("slowmo", float, _PATH_DEFAULTS.slowmo, "Slow-motion factor >= 1 (2 = half speed)."),
+    _opt("time_preset", Optional[str], None,
+         "A named time map instead of --time_mode/--slowmo and the time line (SpaceTimePilot's modes): "
+         + ", ".join(TIME_PRESETS) + ". Stretched over the output; freezes still apply."),
     _opt("width", int, 832, "Working/output width in pixels (multiple of 16)."),
     _opt("height", int, 480, "Working/output height in pixels (multiple of 16)."),
     _opt("resize", Literal["stretch", "crop"], "stretch",
@@ -131,7 +135,7 @@ def _path_options(o: dict) -> dict:
         n_frames=o["num_frames"], interpolation=o["interpolation"], radius=o["radius_mode"],
         relative_to_source=o["relative_to_source"], rotation_only=o["rotation_only"],
         adaptive_frames=not o["disable_adaptive_frame"], freeze_frame=o["freeze_frame"],
-        freeze_repeat=o["freeze_repeat"], time_mode=o["time_mode"], slowmo=o["slowmo"],
+        freeze_repeat=o["freeze_repeat"], time_mode=o["time_mode"], slowmo=o["slowmo"], time_preset=o["time_preset"],
     ))
 
 
