@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from pipeline.stages.config import STAGES, GeometrySettings, OutputSettings, RunConfig
+from pipeline.stages.config import GENERATORS, STAGES, GeometrySettings, OutputSettings, RunConfig
 from trajectories import PathOptions
 from trajectories.timemap import TIME_PRESETS
 
@@ -78,6 +78,13 @@ BATCH_OPTIONS = [
          "Frames shared by consecutive DA3 chunks, used to register them (at least 1, less than --da3_chunk_size)."),
     _opt("florence_model_path", Optional[Path], None, "Florence-2 model folder. [default: <checkpoints_dir>/Florence-2-large]"),
     _opt("tae_checkpoint_path", Optional[Path], None, "TAEHV decoder for --use_tae. [default: <checkpoints_dir>/taehv/taew2_1.pth]"),
+    _opt("generator", Literal[GENERATORS], "causal",
+         "Step 3 model: causal (the causal block DiT, conditioned on the render) or spacetimepilot (SpaceTimePilot, "
+         "conditioned on source and target cameras and the time map; one 81-frame window, see docs/spacetimepilot.md)."),
+    _opt("spacetimepilot_path", Optional[Path], None,
+         "SpaceTimePilot DiT for --generator spacetimepilot. "
+         "[default: <checkpoints_dir>/SpaceTimePilot/SpacetimePilot_1.3B_v1.ckpt]"),
+    _opt("spacetimepilot_steps", int, 20, "Sampler steps of --generator spacetimepilot (flow matching, CFG 5)."),
     _opt("skip_step1", bool, False, "Never recompute captions: reuse them, fail if missing or stale."),
     _opt("skip_step2", bool, False, "Never recompute geometry (depth + poses): reuse it, fail if missing or stale."),
     _opt("skip_step3", bool, False, "Never recompute generation: reuse it, fail if missing or stale."),
@@ -168,7 +175,12 @@ def build_config(o: dict, stages: tuple[str, ...]) -> RunConfig:
     weights = dataclasses.replace(defaults, **{
         field: o[flag] for field, flag in (("checkpoint", "checkpoint_path"), ("config", "config_path"),
                                            ("da3", "da3_model_path"), ("florence", "florence_model_path"),
-                                           ("tae", "tae_checkpoint_path")) if o[flag] is not None})
+                                           ("tae", "tae_checkpoint_path"), ("spacetimepilot", "spacetimepilot_path"))
+        if o[flag] is not None})
+    if o["generator"] == "spacetimepilot" and o["use_tae"]:
+        raise PipelineError("--use_tae applies to the causal generator; SpaceTimePilot decodes with the Wan VAE")
+    if o["spacetimepilot_steps"] < 1:
+        raise PipelineError(f"--spacetimepilot_steps must be at least 1, got {o['spacetimepilot_steps']}")
     warning = check_model_choice(weights.da3, o["da3_random_weights"])
     if warning:
         log.warning(warning)
@@ -181,6 +193,7 @@ def build_config(o: dict, stages: tuple[str, ...]) -> RunConfig:
         work_dir=Path(o["work_dir"] or default_work_dir(output)), weights=weights, geometry_dir=geometry_dir,
         path_options=_path_options(o), render=_render_settings(o), geometry=_geometry_settings(o), caption=o["caption"],
         captions_file=captions_file, seed=o["seed"], use_tae=o["use_tae"], compile_dit=o["compile_dit"],
+        generator=o["generator"], spacetimepilot_steps=o["spacetimepilot_steps"],
         force=o["force"], dry_run=o["dry_run"], skip=skip, stages=stages,
         gpus={"1": _gpus(o["step1_gpus"]), "2": _gpus(o["step2_gpus"]), "3": _gpus(o["step3_gpus"])},
         step3_nproc=o["step3_nproc"], master_port=o["master_port"], verbose=o["verbose"],
@@ -279,7 +292,8 @@ _STAGE_HELP = {
     "geometry": "Step 2a: depth, intrinsics and poses per frame (a provided cache, else Depth-Anything-3).",
     "render": "Step 2b: render the geometry along the trajectory (render.mp4, mask.mp4, cameras.json). "
               "Also on explicit files: render --video V --geometry G.npz --traj T.txt --out DIR.",
-    "generate": "Step 3: the generated video from source, render and caption (causal DiT).",
+    "generate": "Step 3: the generated video from source, render and caption (causal DiT; or SpaceTimePilot "
+                "from source, cameras and caption with --generator spacetimepilot).",
 }
 
 app.command("run", help="Every stage over --input_dir; cached stages are reused (see README: caching).")(_command(STAGES))
