@@ -67,3 +67,23 @@ def test_too_long_a_path_is_refused_with_the_fix(tmp_path, weights, stp_checkpoi
     out = CliRunner().invoke(app, ["run", *args])
     assert out.exit_code != 0
     assert "--num_frames 81 --disable_adaptive_frame" in out.output
+
+
+def test_weights_check_reads_the_ckpt_against_the_manifest(tmp_path, stp_checkpoint, monkeypatch):
+    """The check of the SpaceTimePilot .ckpt (torch.load, mmap) against a key/shape map; optional unless asked."""
+    import pipeline.weights as pw
+
+    wf = next(w for w in pw.expected_weights(tmp_path) if w.check == "spacetimepilot")
+    assert wf.required_for == "spacetimepilot" and wf.download_cmd == "bash scripts/download.sh spacetimepilot"
+    state = torch.load(stp_checkpoint, weights_only=True)
+    shapes = {"spacetimepilot": {k: tuple(v.shape) for k, v in state.items()}}
+    wf.path.parent.mkdir(parents=True)
+    torch.save(state, wf.path)
+    assert pw.check_weight(wf, shapes) == []
+    torch.save({k: v for k, v in state.items() if k != "blocks.0.cam_encoder.weight"}, wf.path)
+    assert "missing, first: 'blocks.0.cam_encoder.weight'" in pw.check_weight(wf, shapes)[0]
+    wf.path.unlink()
+    only_stp = [p for p in pw.check_weights(tmp_path) if p.file.required_for == "spacetimepilot"]
+    monkeypatch.setattr(pw, "check_weights", lambda *a, **k: only_stp)
+    assert pw.main([str(tmp_path)]) == 0
+    assert pw.main([str(tmp_path), "--only", "spacetimepilot"]) == 1
