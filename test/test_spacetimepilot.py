@@ -161,3 +161,17 @@ def test_strict_loading_names_the_first_bad_key(ref, config, tmp_path):
         assert str(path) in str(info.value)
     with pytest.raises(CheckpointError, match="download.sh spacetimepilot"):
         SpaceTimePilot.from_checkpoint(tmp_path / "absent.ckpt", config)
+
+
+def test_benchmark_smoke_run():
+    """scripts/bench_spacetimepilot.py --smoke (what scripts/gpu_check.sh runs at full size) reports its figures."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "scripts/bench_spacetimepilot.py", "--smoke", "--no-vae", "--warmup", "0"],
+                          cwd=repo, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "504 tokens per DiT call, 2 steps" in done.stdout
+    assert "s/step" in done.stdout and "peak" in done.stdout
