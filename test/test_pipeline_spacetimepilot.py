@@ -51,8 +51,10 @@ def test_run_pipeline_sh_with_spacetimepilot(tmp_path, weights, stp_checkpoint):
     result = probe_video(tmp_path / "out" / "a" / "generated.mp4")
     assert (result.width, result.height, result.num_frames) == (64, 48, 12)
 
-    reseeded = CliRunner().invoke(app, ["run", *args, "--seed", "3"])
-    assert reseeded.exit_code == 0 and table(reseeded.output)["a.mp4"] == ["reused", "reused", "reused", "ran"]
+    again = CliRunner().invoke(app, ["run", *args])
+    assert again.exit_code == 0 and table(again.output)["a.mp4"] == ["reused"] * 4
+    causal = CliRunner().invoke(app, ["run", *args, "--generator", "causal", "--dry_run"])
+    assert "generate  would run" in causal.output  # another generator is another output
 
 
 def test_spacetimepilot_weights_are_named_when_missing(tmp_path, weights):  # noqa: F811
