@@ -16,6 +16,7 @@ from models.spacetimepilot import SpaceTimePilot
 from pipeline.cli import app
 from pipeline.video_io import probe_video
 from pipeline_inputs import ARGS, make_input, table, write_traj
+from trajectories.camera_path import CameraPath
 from test_generate import weights  # noqa: F401  (tiny VAE, umT5 and config.json in the published layout)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +51,8 @@ def test_run_pipeline_sh_with_spacetimepilot(tmp_path, weights, stp_checkpoint):
     assert "one 81-frame SpaceTimePilot window" in output and "step 2/2" in output
     result = probe_video(tmp_path / "out" / "a" / "generated.mp4")
     assert (result.width, result.height, result.num_frames) == (64, 48, 12)
+    (cameras,) = (tmp_path / "work").rglob("cameras.json")
+    assert CameraPath.load(cameras).source_index.tolist() == list(range(11, -1, -1))  # --time_preset reverse
 
     again = CliRunner().invoke(app, ["run", *args])
     assert again.exit_code == 0 and table(again.output)["a.mp4"] == ["reused"] * 4

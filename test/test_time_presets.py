@@ -75,3 +75,14 @@ def test_preset_conflicts_are_explained():
     opts = PathOptions(n_frames=9, adaptive_frames=False, radius="absolute", time_preset="reverse")
     with pytest.raises(ValueError, match="bullet.txt: has a time line"):
         make_camera_path(spec, np.eye(4)[None], np.eye(3), 8, 8, 8.0, opts)
+
+
+def test_cli_names_the_presets_on_a_bad_name(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    out = CliRunner().invoke(app, ["run", "--input_dir", str(tmp_path), "--traj_txt_path", "orbit_left",
+                                   "--time_preset", "zigzag"])
+    assert out.exit_code == 1
+    assert "unknown time preset 'zigzag'; choose one of forward, reverse, pingpong" in out.output
