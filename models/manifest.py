@@ -1,7 +1,8 @@
 """Strict checkpoint checking against the key/shape manifests of the public checkpoints.
 
 Each manifest in ``models/manifests/`` is a TSV of ``key<TAB>[d0, d1, ...]`` lines for the full-size
-official file. Tiny test models are checked against the same key set with their own shapes.
+official file, after ``#`` header lines that say where the layout comes from and how it was checked.
+Tiny test models are checked against the same key set with their own shapes.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def load_manifest(name: str) -> dict[str, tuple[int, ...]]:
     text = resources.files("models.manifests").joinpath(MANIFESTS[name]).read_text()
     out: dict[str, tuple[int, ...]] = {}
     for line in text.splitlines():
-        if line.strip():
+        if line.strip() and not line.startswith("#"):
             key, shape = line.split("\t")
             out[key] = tuple(json.loads(shape))
     return out

@@ -145,6 +145,12 @@ def test_full_size_module_equals_the_released_manifest():
     assert len(manifest) == 1305 and sum(torch.Size(s).numel() for s in manifest.values()) == 1_998_038_080
 
 
+def test_manifest_equals_the_reference_listing(shared_dir):
+    listing = (shared_dir / "reference" / "keys" / "spacetimepilot_1.3b_dit.tsv").read_text()
+    reference = {k: tuple(json.loads(s)) for k, s in (line.split("\t") for line in listing.splitlines() if line.strip())}
+    assert load_manifest("spacetimepilot") == reference
+
+
 def test_strict_loading_names_the_first_bad_key(ref, config, tmp_path):
     sd = {k[3:]: v for k, v in ref[0].items() if k.startswith("sd.")}
     cases = {
