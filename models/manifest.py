@@ -19,6 +19,7 @@ MANIFESTS = {
     "vae": "wan2.1_vae.tsv",
     "umt5": "wan2.1_umt5_xxl_encoder.tsv",
     "taehv": "taew2_1.tsv",
+    "spacetimepilot": "spacetimepilot_1.3b_dit.tsv",
 }
 
 

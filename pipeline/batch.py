@@ -299,14 +299,21 @@ def _generate_one(batch: Batch, r: VideoRecord) -> Outcome:
     cfg = batch.cfg
     needed = batch.weights["generate"]
     key = generate_stage.generate_key(r.source, r.outcomes["caption"].digest, r.outcomes["render"].digest,
-                                      [n.path for n in needed], cfg.seed, cfg.use_tae)
-    return run_cached(
-        "generate", r.paths.generated, key, generate_stage.OUTPUTS,
-        lambda out: generate_stage.produce_generated(
-            out, r.source, r.paths.render, caption_stage.read_caption(r.paths.caption), cfg.weights, cfg.seed,
-            cfg.use_tae, cfg.compile_dit, cfg.render.resize, batch.device("generate")),
-        batch.policy("generate"), needed,
-    )
+                                      [n.path for n in needed], cfg.seed, cfg.use_tae, cfg.generator,
+                                      cfg.spacetimepilot_steps)
+
+    def produce(out: Path) -> None:
+        caption = caption_stage.read_caption(r.paths.caption)
+        if cfg.generator == "spacetimepilot":
+            generate_stage.produce_spacetimepilot(
+                out, r.source, r.paths.render, r.paths.geometry / GEOMETRY_FILE, caption, cfg.weights, cfg.seed,
+                cfg.spacetimepilot_steps, cfg.compile_dit, cfg.render.resize, batch.device("generate"))
+        else:
+            generate_stage.produce_generated(out, r.source, r.paths.render, caption, cfg.weights, cfg.seed,
+                                             cfg.use_tae, cfg.compile_dit, cfg.render.resize, batch.device("generate"))
+
+    return run_cached("generate", r.paths.generated, key, generate_stage.OUTPUTS, produce, batch.policy("generate"),
+                      needed)
 
 
 def _publish_one(batch: Batch, r: VideoRecord) -> Outcome:

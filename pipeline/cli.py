@@ -19,8 +19,9 @@ from typing import Annotated, Any, Literal, Optional
 import typer
 
 from pipeline.cameras_cli import app as cameras_app
-from pipeline.stages.config import STAGES, GeometrySettings, OutputSettings, RunConfig
+from pipeline.stages.config import GENERATORS, STAGES, GeometrySettings, OutputSettings, RunConfig
 from trajectories import PathOptions
+from trajectories.timemap import TIME_PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINTS = Path(os.environ.get("INSPATIO_CHECKPOINTS", REPO / "checkpoints"))
@@ -82,6 +83,13 @@ BATCH_OPTIONS = [
          "Frames shared by consecutive DA3 chunks, used to register them (at least 1, less than --da3_chunk_size)."),
     _opt("florence_model_path", Optional[Path], None, "Florence-2 model folder. [default: <checkpoints_dir>/Florence-2-large]"),
     _opt("tae_checkpoint_path", Optional[Path], None, "TAEHV decoder for --use_tae. [default: <checkpoints_dir>/taehv/taew2_1.pth]"),
+    _opt("generator", Literal[GENERATORS], "causal",
+         "Step 3 model: causal (the causal block DiT, conditioned on the render) or spacetimepilot (SpaceTimePilot, "
+         "conditioned on source and target cameras and the time map; one 81-frame window, see docs/spacetimepilot.md)."),
+    _opt("spacetimepilot_path", Optional[Path], None,
+         "SpaceTimePilot DiT for --generator spacetimepilot. "
+         "[default: <checkpoints_dir>/SpaceTimePilot/SpacetimePilot_1.3B_v1.ckpt]"),
+    _opt("spacetimepilot_steps", int, 20, "Sampler steps of --generator spacetimepilot (flow matching, CFG 5)."),
     _opt("skip_step1", bool, False, "Never recompute captions: reuse them, fail if missing or stale."),
     _opt("skip_step2", bool, False, "Never recompute geometry (depth + poses): reuse it, fail if missing or stale."),
     _opt("skip_step3", bool, False, "Never recompute generation: reuse it, fail if missing or stale."),
@@ -99,6 +107,9 @@ BATCH_OPTIONS = [
          "Displacement unit: scene (x the first frame's foreground depth) or absolute (scene units)."),
     _opt("time_mode", Literal["forward", "reverse", "pingpong"], _PATH_DEFAULTS.time_mode, "Playback of the source."),
     _opt("slowmo", float, _PATH_DEFAULTS.slowmo, "Slow-motion factor >= 1 (2 = half speed)."),
+    _opt("time_preset", Optional[str], None,
+         "A named time map instead of --time_mode/--slowmo and the time line (SpaceTimePilot's modes): "
+         + ", ".join(TIME_PRESETS) + ". Stretched over the output; freezes still apply."),
     _opt("width", int, 832, "Working/output width in pixels (multiple of 16)."),
     _opt("height", int, 480, "Working/output height in pixels (multiple of 16)."),
     _opt("resize", Literal["stretch", "crop"], "stretch",
@@ -136,7 +147,7 @@ def _path_options(o: dict) -> dict:
         n_frames=o["num_frames"], interpolation=o["interpolation"], radius=o["radius_mode"],
         relative_to_source=o["relative_to_source"], rotation_only=o["rotation_only"],
         adaptive_frames=not o["disable_adaptive_frame"], freeze_frame=o["freeze_frame"],
-        freeze_repeat=o["freeze_repeat"], time_mode=o["time_mode"], slowmo=o["slowmo"],
+        freeze_repeat=o["freeze_repeat"], time_mode=o["time_mode"], slowmo=o["slowmo"], time_preset=o["time_preset"],
     ))
 
 
@@ -169,7 +180,12 @@ def build_config(o: dict, stages: tuple[str, ...]) -> RunConfig:
     weights = dataclasses.replace(defaults, **{
         field: o[flag] for field, flag in (("checkpoint", "checkpoint_path"), ("config", "config_path"),
                                            ("da3", "da3_model_path"), ("florence", "florence_model_path"),
-                                           ("tae", "tae_checkpoint_path")) if o[flag] is not None})
+                                           ("tae", "tae_checkpoint_path"), ("spacetimepilot", "spacetimepilot_path"))
+        if o[flag] is not None})
+    if o["generator"] == "spacetimepilot" and o["use_tae"]:
+        raise PipelineError("--use_tae applies to the causal generator; SpaceTimePilot decodes with the Wan VAE")
+    if o["spacetimepilot_steps"] < 1:
+        raise PipelineError(f"--spacetimepilot_steps must be at least 1, got {o['spacetimepilot_steps']}")
     warning = check_model_choice(weights.da3, o["da3_random_weights"])
     if warning:
         log.warning(warning)
@@ -182,6 +198,7 @@ def build_config(o: dict, stages: tuple[str, ...]) -> RunConfig:
         work_dir=Path(o["work_dir"] or default_work_dir(output)), weights=weights, geometry_dir=geometry_dir,
         path_options=_path_options(o), render=_render_settings(o), geometry=_geometry_settings(o), caption=o["caption"],
         captions_file=captions_file, seed=o["seed"], use_tae=o["use_tae"], compile_dit=o["compile_dit"],
+        generator=o["generator"], spacetimepilot_steps=o["spacetimepilot_steps"],
         force=o["force"], dry_run=o["dry_run"], skip=skip, stages=stages,
         gpus={"1": _gpus(o["step1_gpus"]), "2": _gpus(o["step2_gpus"]), "3": _gpus(o["step3_gpus"])},
         step3_nproc=o["step3_nproc"], master_port=o["master_port"], verbose=o["verbose"],
@@ -280,7 +297,8 @@ _STAGE_HELP = {
     "geometry": "Step 2a: depth, intrinsics and poses per frame (a provided cache, else Depth-Anything-3).",
     "render": "Step 2b: render the geometry along the trajectory (render.mp4, mask.mp4, cameras.json). "
               "Also on explicit files: render --video V --geometry G.npz --traj T.txt --out DIR.",
-    "generate": "Step 3: the generated video from source, render and caption (causal DiT).",
+    "generate": "Step 3: the generated video from source, render and caption (causal DiT; or SpaceTimePilot "
+                "from source, cameras and caption with --generator spacetimepilot).",
 }
 
 app.command("run", help="Every stage over --input_dir; cached stages are reused (see README: caching).")(_command(STAGES))

@@ -231,12 +231,12 @@ def _check_inputs(source: VideoReader, render: VideoReader, render_dir: Path) ->
     return _Inputs(cameras, mask, plan, tuple(notes))
 
 
-def _encode_caption(caption: str, weights: GenerateWeights, text_len: int, device: torch.device) -> torch.Tensor:
-    """[1, text_len, text_dim] float32 prompt embeddings; the encoder is released before returning."""
+def encode_prompts(prompts: list[str], wan_dir: Path, text_len: int, device: torch.device) -> torch.Tensor:
+    """[len(prompts), text_len, text_dim] float32 prompt embeddings; the encoder is released before returning."""
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    encoder = TextEncoder.from_dir(weights.wan_dir, device, dtype, text_len=text_len)
+    encoder = TextEncoder.from_dir(wan_dir, device, dtype, text_len=text_len)
     try:
-        return encoder.encode([caption]).float()
+        return encoder.encode(prompts).float()
     finally:
         encoder.release()
 
@@ -264,7 +264,7 @@ def generate_to_file(
         for note in inputs.notes:
             log.info(note)
         frames = padded_indices(n, plan.generated)
-        text_embeds = _encode_caption(caption, weights, dit_config.text_len, device)
+        text_embeds = encode_prompts([caption], weights.wan_dir, dit_config.text_len, device)
         codec = (TAEHV.from_checkpoint(weights.tae, device, dtype) if options.use_tae
                  else WanVAE.from_checkpoint(weights.wan_dir / VAE_FILE, options.decode_mode, device, dtype))
         ref_latents = codec.encode(_video_tensor(source, inputs.cameras.source_index[frames], dtype)).float()

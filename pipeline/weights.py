@@ -7,10 +7,11 @@ Layout under ``checkpoints/`` (what ``scripts/download.sh`` creates):
   DA3/config.json, model.safetensors                      depth + poses (depth-anything/DA3NESTED-GIANT-LARGE)
   Florence-2-large/                                       captions (microsoft/Florence-2-large)
   taehv/taew2_1.pth                                       optional fast decoder (madebyollin/taehv)
+  SpaceTimePilot/SpacetimePilot_1.3B_v1.ckpt              optional second generator (zhening/SpaceTimePilot)
 
 Checks read headers and keys only: safetensors headers, ``torch.load(mmap=True)`` for ``.pth``
 files (tensor data is mapped, not read), and compare keys and shapes against the manifests in
-``models/manifests`` (DiT, VAE, umT5, TAEHV) or, for DA3, against the network built from the
+``models/manifests`` (DiT, VAE, umT5, TAEHV, SpaceTimePilot) or, for DA3, against the network built from the
 preset its ``config.json`` names. ``python -m pipeline.weights [checkpoints_dir]`` prints the report.
 """
 
@@ -26,7 +27,8 @@ from typing import Mapping, Optional, Sequence
 import torch
 
 DOWNLOAD = "bash scripts/download.sh"
-STAGES = ("caption", "geometry", "generate", "tae")
+STAGES = ("caption", "geometry", "generate", "tae", "spacetimepilot")
+OPTIONAL = ("tae", "spacetimepilot")  # needed only with --use_tae / --generator spacetimepilot
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,8 @@ class WeightFile:
     """One file (or folder) the pipeline reads.
 
     ``required_for``: the stage that needs it ("caption", "geometry", "generate", or "tae" for the
-    optional ``--use_tae`` decoder). ``check``: how it is verified — "dit", "vae", "umt5", "taehv"
+    optional ``--use_tae`` decoder, "spacetimepilot" for ``--generator spacetimepilot``). ``check``:
+    how it is verified — "dit", "vae", "umt5", "taehv", "spacetimepilot"
     (keys/shapes against that manifest), "da3" (DA3 model folder), "json", "tokenizer" (folder with
     a tokenizer), "hf-model" (a transformers model folder).
     """
@@ -69,6 +72,8 @@ def expected_weights(checkpoints_dir: str | Path) -> list[WeightFile]:
         WeightFile("Depth-Anything-3", c / "DA3", f"{DOWNLOAD} da3", "geometry", "da3"),
         WeightFile("Florence-2", c / "Florence-2-large", f"{DOWNLOAD} florence", "caption", "hf-model"),
         WeightFile("TAEHV decoder (optional)", c / "taehv" / "taew2_1.pth", f"{DOWNLOAD} tae", "tae", "taehv"),
+        WeightFile("SpaceTimePilot DiT (optional)", c / "SpaceTimePilot" / "SpacetimePilot_1.3B_v1.ckpt",
+                   f"{DOWNLOAD} spacetimepilot", "spacetimepilot", "spacetimepilot"),
     ]
 
 
@@ -143,7 +148,7 @@ def check_weight(wf: WeightFile, manifests: Optional[Mapping[str, Mapping]] = No
     """Problems of one file (empty = present and loadable). ``manifests`` overrides kind → key/shape map."""
     if not wf.path.exists():
         return [f"{wf.path}: missing"]
-    if wf.check in ("dit", "vae", "umt5", "taehv"):
+    if wf.check in ("dit", "vae", "umt5", "taehv", "spacetimepilot"):
         return _check_keys(wf, manifests)
     if wf.check == "json":
         return _check_json(wf.path)
@@ -189,8 +194,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"ok       {wf.name}: {wf.path}")
     for p in problems:
         print(f"PROBLEM  {p}")
-    # the TAEHV decoder is optional: its absence fails the check only when it was asked for
-    fatal = [p for p in problems if p.file.required_for != "tae" or (args.only and "tae" in args.only)]
+    # the TAEHV decoder and SpaceTimePilot are optional: their absence fails the check only when asked for
+    fatal = [p for p in problems if p.file.required_for not in OPTIONAL or (args.only and p.file.required_for in args.only)]
     return 1 if fatal else 0
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetch the model checkpoints into checkpoints/ (resumable), then check that each file loads.
 #
-# Usage: bash scripts/download.sh [--dry-run] [all|inspatio|inspatio15|wan|da3|florence|tae|check]...
+# Usage: bash scripts/download.sh [--dry-run] [all|inspatio|inspatio15|wan|da3|florence|tae|spacetimepilot|check]...
 #   all       every required model (inspatio wan da3 florence) plus the optional TAEHV decoder
 #   inspatio  causal DiT          -> checkpoints/InSpatio-World-1.3B/InSpatio-World-1.3B.safetensors
 #   inspatio15 InSpatio-World 1.5 (optional, same layout; use it with --checkpoint_path)
@@ -11,6 +11,8 @@
 #   da3       DA3 nested giant    -> checkpoints/DA3/{config.json,model.safetensors}
 #   florence  Florence-2-large    -> checkpoints/Florence-2-large/
 #   tae       TAEHV (optional)    -> checkpoints/taehv/taew2_1.pth
+#   spacetimepilot  second generator (optional, --generator spacetimepilot; also needs wan)
+#                                 -> checkpoints/SpaceTimePilot/SpacetimePilot_1.3B_v1.ckpt
 #   check     only check what is there (python -m pipeline.weights)
 # --dry-run prints the download commands instead of running them.
 # Environment: INSPATIO_CHECKPOINTS (default: checkpoints), HF_TOKEN for gated or rate-limited access.
@@ -58,6 +60,8 @@ get_da3() { hf_download depth-anything/DA3NESTED-GIANT-LARGE --local-dir "$CKPT/
 
 get_florence() { hf_download microsoft/Florence-2-large --local-dir "$CKPT/Florence-2-large"; }
 
+get_spacetimepilot() { hf_download zhening/SpaceTimePilot SpacetimePilot_1.3B_v1.ckpt --local-dir "$CKPT/SpaceTimePilot"; }
+
 get_tae() {
   if [ -f "$CKPT/taehv/taew2_1.pth" ]; then echo "[download] $CKPT/taehv/taew2_1.pth present (delete it to fetch again)"; return; fi
   run mkdir -p "$CKPT/taehv"
@@ -71,9 +75,9 @@ for arg in "$@"; do
   case "$arg" in
     --dry-run) DRY=1 ;;
     all) targets+=(inspatio wan da3 florence tae) ;;
-    inspatio|inspatio15|wan|da3|florence|tae|check) targets+=("$arg") ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "error: unknown argument '$arg' (expected all, inspatio, inspatio15, wan, da3, florence, tae, check, --dry-run)" >&2; exit 2 ;;
+    inspatio|inspatio15|wan|da3|florence|tae|spacetimepilot|check) targets+=("$arg") ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "error: unknown argument '$arg' (expected all, inspatio, inspatio15, wan, da3, florence, tae, spacetimepilot, check, --dry-run)" >&2; exit 2 ;;
   esac
 done
 [ ${#targets[@]} -eq 0 ] && targets=(inspatio wan da3 florence tae)
@@ -88,6 +92,7 @@ for t in "${targets[@]}"; do
     da3) get_da3; only+=(--only geometry) ;;
     florence) get_florence; only+=(--only caption) ;;
     tae) get_tae; only+=(--only tae) ;;
+    spacetimepilot) get_spacetimepilot; only+=(--only spacetimepilot) ;;
     check) check_all=1 ;;
   esac
 done

@@ -19,7 +19,7 @@ from trajectories.interpolate import Interpolation, interpolate_keys
 from trajectories.matrix_file import MatrixTrajectory
 from trajectories.orbit import orbit_c2w
 from trajectories.spec import TrajectorySpec
-from trajectories.timemap import TimeMode, adaptive_frame_count, time_map
+from trajectories.timemap import TimeMode, adaptive_frame_count, time_map, time_preset
 
 CAMERAS_FORMAT = "inspatio-cameras/1"
 
@@ -117,6 +117,8 @@ class PathOptions:
     rotation_only:      zero the orbit translation (tripod pan/tilt); a dolly still applies.
     adaptive_frames:    resample the path to 0.3-0.8 degrees per frame (see ``adaptive_frame_count``).
     freeze_frame, freeze_repeat, time_mode, slowmo: the time map (see ``trajectories.timemap``).
+    time_preset:        a named time map (``trajectories.timemap.TIME_PRESETS``) instead of time_mode, slowmo
+                        and the trajectory's time line; freezes still apply.
     """
 
     n_frames: int | None = None
@@ -129,6 +131,7 @@ class PathOptions:
     freeze_repeat: int = 0
     time_mode: TimeMode = "forward"
     slowmo: float = 1.0
+    time_preset: str | None = None
 
     def __post_init__(self) -> None:
         if self.n_frames is not None and self.n_frames < 1:
@@ -143,6 +146,11 @@ class PathOptions:
             raise ValueError(f"freeze_repeat must be >= 0, got {self.freeze_repeat}")
         if not (math.isfinite(self.slowmo) and self.slowmo >= 1.0):
             raise ValueError(f"slowmo must be a finite factor >= 1 (2 = half speed), got {self.slowmo}")
+        if self.time_preset is not None:
+            time_preset(self.time_preset)
+            if self.time_mode != "forward" or self.slowmo != 1.0:
+                raise ValueError(f"time preset {self.time_preset!r} sets the playback itself; "
+                                 "drop time_mode/slowmo (--time_mode/--slowmo) or the preset")
 
 
 def zoomed_intrinsics(K: np.ndarray, zoom: np.ndarray) -> np.ndarray:
@@ -224,10 +232,19 @@ def _keyframe_path(
     nominal = (options.n_frames or n_source) + options.freeze_repeat
     n = adaptive_frame_count(spec.pitch, spec.yaw, nominal) if options.adaptive_frames else nominal
     repeat = min(round(options.freeze_repeat * n / nominal), n - 1)
-    source_index = time_map(
-        n, n_source, spec.time, options.interpolation, options.time_mode, options.slowmo,
-        options.freeze_frame, repeat,
-    )
+    if options.time_preset is None:
+        source_index = time_map(
+            n, n_source, spec.time, options.interpolation, options.time_mode, options.slowmo,
+            options.freeze_frame, repeat,
+        )
+    else:
+        if spec.time is not None:
+            raise ValueError(f"{spec.source}: has a time line and time preset {options.time_preset!r} was chosen; "
+                             "remove the 4th line or the preset (--time_preset)")
+        preset = time_preset(options.time_preset)
+        knots, keys = preset.time_line()
+        source_index = time_map(n, n_source, keys, options.interpolation, preset.time_mode, preset.slowmo,
+                                options.freeze_frame, repeat, time_knots=knots)
     positions = np.linspace(0.0, 1.0, n)
     pose = orbit_c2w(
         interpolate_keys(spec.pitch, positions, options.interpolation),

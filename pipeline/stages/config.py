@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 STAGES = ("caption", "geometry", "render", "generate")
+GENERATORS = ("causal", "spacetimepilot")  # --generator: the causal block DiT, or SpaceTimePilot
 # --skip_stepN of the reference: step 1 = captions, step 2 = depth/poses, step 3 = generation.
 SKIP_FLAGS = {"caption": "--skip_step1", "geometry": "--skip_step2", "generate": "--skip_step3"}
 # Multi-GPU: which --stepN_gpus list a stage runs on (rendering belongs to step 2, as in the reference).
@@ -25,6 +26,7 @@ class WeightPaths:
     da3: Path  # Depth-Anything-3 model folder (--da3_model_path)
     florence: Path  # Florence-2 model folder (--florence_model_path)
     tae: Path  # TAEHV decoder taew2_1.pth (--tae_checkpoint_path)
+    spacetimepilot: Path  # SpaceTimePilot DiT SpacetimePilot_1.3B_v1.ckpt (--spacetimepilot_path)
 
     @property
     def wan_dir(self) -> Path:
@@ -71,6 +73,8 @@ class RunConfig:
     seed: int = 0
     use_tae: bool = False
     compile_dit: bool = False
+    generator: str = "causal"
+    spacetimepilot_steps: int = 20
     force: bool = False
     dry_run: bool = False
     skip: tuple[str, ...] = ()  # stages given --skip_stepN

@@ -18,7 +18,8 @@ def default_weight_paths(checkpoints_dir: Path) -> WeightPaths:
     """The documented ``checkpoints/`` layout (what ``scripts/download.sh`` creates)."""
     files = _by_check(checkpoints_dir)
     return WeightPaths(checkpoints_dir=Path(checkpoints_dir), checkpoint=files["dit"].path, config=files["json"].path,
-                       da3=files["da3"].path, florence=files["hf-model"].path, tae=files["taehv"].path)
+                       da3=files["da3"].path, florence=files["hf-model"].path, tae=files["taehv"].path,
+                       spacetimepilot=files["spacetimepilot"].path)
 
 
 def weights_identity(paths: list[Path]) -> dict[str, int | None]:
@@ -38,7 +39,8 @@ def stage_weights(cfg: RunConfig) -> dict[str, list[WeightFile]]:
     at the paths the command line chose (Wan files live beside --config_path)."""
     w = cfg.weights
     default_wan = default_weight_paths(w.checkpoints_dir).wan_dir
-    override = {"dit": w.checkpoint, "json": w.config, "da3": w.da3, "hf-model": w.florence, "taehv": w.tae}
+    override = {"dit": w.checkpoint, "json": w.config, "da3": w.da3, "hf-model": w.florence, "taehv": w.tae,
+                "spacetimepilot": w.spacetimepilot}
     files = []
     for wf in expected_weights(w.checkpoints_dir):
         if wf.check in override:
@@ -49,10 +51,16 @@ def stage_weights(cfg: RunConfig) -> dict[str, list[WeightFile]]:
             path = wf.path
         files.append(dataclasses.replace(wf, path=Path(path)))
     need = {"caption": [], "geometry": [], "render": [], "generate": []}
+    spacetimepilot = cfg.generator == "spacetimepilot"
     for wf in files:
         if wf.required_for == "tae":
-            if cfg.use_tae:
+            if cfg.use_tae and not spacetimepilot:
                 need["generate"].append(wf)
+        elif wf.required_for == "spacetimepilot":
+            if spacetimepilot:
+                need["generate"].append(wf)
+        elif wf.check == "dit" and spacetimepilot:
+            continue
         elif wf.required_for == "geometry" and is_preset(wf.path):
             continue
         else:
