@@ -53,7 +53,6 @@ EXIT_FAILED = 1
 EXIT_WEIGHTS_MISSING = 3
 DEPENDS = {"caption": (), "geometry": (), "render": ("geometry",), "generate": ("caption", "render"),
            "publish": ("render",)}
-GENERATION_MULTIPLE = 16  # latent 8x and patch 2x
 
 
 def _weight(row: list) -> WeightFile:
@@ -163,12 +162,6 @@ def prepare(cfg: RunConfig) -> tuple[list[Path], Batch]:
         options = PathOptions(**cfg.path_options)
     except ValueError as exc:
         raise PipelineError(f"invalid trajectory option: {exc}") from None
-    w, h = cfg.render.width, cfg.render.height
-    if w % GENERATION_MULTIPLE or h % GENERATION_MULTIPLE or min(w, h) < GENERATION_MULTIPLE:
-        raise PipelineError(
-            f"--width {w} --height {h}: both must be positive multiples of {GENERATION_MULTIPLE} "
-            "(the generator works on 8x-downsampled latents in 2x2 patches); e.g. 832x480"
-        )
     render_stage.check_settings(cfg.render)
     captions: dict[str, str] = {}
     if cfg.captions_file is not None:
@@ -270,13 +263,15 @@ def _geometry_one(batch: Batch, r: VideoRecord) -> Outcome:
 
 def _render_one(batch: Batch, r: VideoRecord) -> Outcome:
     cfg = batch.cfg
+    frames = render_stage.log_frame_count(batch.spec, r.source, batch.path_options)
     key = render_stage.render_key(r.source, r.outcomes["geometry"].digest, batch.spec, batch.path_options, cfg.render)
-    return run_cached(
+    outcome = run_cached(
         "render", r.paths.render, key, render_stage.OUTPUTS,
         lambda out: render_stage.produce_render(out, r.source, r.paths.geometry / GEOMETRY_FILE, batch.spec,
                                                 batch.path_options, cfg.render, batch.device("render")),
         batch.policy("render"),
     )
+    return dataclasses.replace(outcome, reason=f"{outcome.reason}; {frames.describe()}")
 
 
 def _generate_one(batch: Batch, r: VideoRecord) -> Outcome:
@@ -369,6 +364,7 @@ def open_records(batch: Batch, videos: list[Path]) -> list[VideoRecord]:
         r = VideoRecord(v, VideoPaths.make(v, cfg.work_dir, cfg.output_folder, cfg.traj_path.stem))
         try:
             r.source = open_source(v)
+            render_stage.check_time_options(batch.path_options, r.source.info, v)
         except Exception as exc:  # noqa: BLE001
             _fail(r, "input", exc)
         records.append(r)

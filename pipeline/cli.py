@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
@@ -88,6 +89,9 @@ BATCH_OPTIONS = [
     _opt("freeze_repeat", int, 0, "Insert this many copies of the freeze frame (time stops, camera moves)."),
     _opt("freeze_frame", Optional[int], None, "Source frame to freeze. [default: the middle frame]"),
     _opt("num_frames", Optional[int], None, "Nominal output frame count. [default: the source frame count]"),
+    _opt("max_frames", int, _PATH_DEFAULTS.max_frames,
+         "Cap on the adaptive output frame count (the camera then moves faster than 0.8 degrees/frame); "
+         "--num_frames + --freeze_repeat may not exceed it. Raise it for very long paths."),
     _opt("interpolation", Literal["exact", "reference"], _PATH_DEFAULTS.interpolation,
          "Keyframe interpolation: exact (through every key, no overshoot) or reference (its smoothing spline)."),
     _opt("radius_mode", Literal["scene", "absolute"], _PATH_DEFAULTS.radius,
@@ -131,8 +135,41 @@ def _path_options(o: dict) -> dict:
         n_frames=o["num_frames"], interpolation=o["interpolation"], radius=o["radius_mode"],
         relative_to_source=o["relative_to_source"], rotation_only=o["rotation_only"],
         adaptive_frames=not o["disable_adaptive_frame"], freeze_frame=o["freeze_frame"],
-        freeze_repeat=o["freeze_repeat"], time_mode=o["time_mode"], slowmo=o["slowmo"],
+        freeze_repeat=o["freeze_repeat"], time_mode=o["time_mode"], slowmo=o["slowmo"], max_frames=o["max_frames"],
     ))
+
+
+def check_flags(o: dict, batch: bool) -> None:
+    """Every option value, checked once before anything is read or written; raises ValueError naming
+    the flag. ``batch``: also the options only the batch commands use (GPUs, torchrun, DA3)."""
+    from pipeline.stages import render as render_stage
+    from pipeline.stages.source import MIN_SOURCE_FRAMES
+
+    render_stage.check_settings(_render_settings(o))
+    counts = [("--num_frames", o["num_frames"], MIN_SOURCE_FRAMES, "one generation block"),
+              ("--max_frames", o["max_frames"], MIN_SOURCE_FRAMES, "one generation block"),
+              ("--freeze_repeat", o["freeze_repeat"], 0, "no freeze"), ("--freeze_frame", o["freeze_frame"], 0,
+                                                                         "the first source frame")]
+    if batch:
+        counts.append(("--step3_nproc", o["step3_nproc"], 1, "one process"))
+    for flag, value, low, meaning in counts:
+        if value is not None and value < low:
+            raise ValueError(f"{flag} {value}: must be at least {low} ({meaning})")
+    if not (math.isfinite(o["slowmo"]) and o["slowmo"] >= 1):
+        raise ValueError(f"--slowmo {o['slowmo']:g}: must be a finite factor of at least 1 (2 = half speed)")
+    if o["num_frames"] is not None and o["num_frames"] + o["freeze_repeat"] > o["max_frames"]:
+        raise ValueError(f"--num_frames {o['num_frames']} + --freeze_repeat {o['freeze_repeat']} output frames "
+                         f"exceed --max_frames {o['max_frames']}; raise --max_frames or ask for fewer frames")
+    if o["freeze_frame"] is not None and not o["freeze_repeat"]:
+        log.warning("--freeze_frame %s has no effect without --freeze_repeat", o["freeze_frame"])
+    if not batch:
+        return
+    if not 1 <= o["master_port"] <= 65535:
+        raise ValueError(f"--master_port {o['master_port']}: must be a TCP port in 1..65535")
+    for step in ("1", "2", "3"):
+        flag = f"--step{step}_gpus"
+        if not all(g.isdigit() for g in _gpus(o[f"step{step}_gpus"])):
+            raise ValueError(f"{flag} {o[f'step{step}_gpus']!r}: must be GPU ids separated by commas, e.g. 0,1")
 
 
 def _render_settings(o: dict) -> OutputSettings:
@@ -213,6 +250,7 @@ def run_batch_command(o: dict, stages: tuple[str, ...]) -> None:
 
     setup_logging(o["verbose"])
     try:
+        check_flags(o, batch=True)
         cfg = build_config(o, stages)
         summaries = run_batch(cfg)
     except (ValueError, OSError) as exc:  # run-level problems: input folder, trajectory, options, output folder
@@ -235,15 +273,17 @@ def _render_files(o: dict) -> None:
     if None in (o["video"], o["geometry"], o["out"], o["traj_txt_path"]):
         _fail("render on explicit files needs --video, --geometry, --traj and --out")
     try:
+        check_flags(o, batch=False)
         source = open_source(o["video"])
         spec = load_trajectory(find_trajectory(o["traj_txt_path"]))
         options = PathOptions(**_path_options(o))
+        render_stage.check_time_options(options, source.info, source.path)
         settings = _render_settings(o)
-        render_stage.check_settings(settings)
         geometry_file = Path(o["geometry"])
         if not geometry_file.is_file():
             raise FileNotFoundError(f"geometry cache {geometry_file} not found; check --geometry")
         device = device_for(current_rank(), _gpus(o["step2_gpus"]))
+        frames = render_stage.log_frame_count(spec, source, options)
         key = render_stage.render_key(source, file_sha256(geometry_file), spec, options, settings)
         outcome = run_cached(
             "render", o["out"], key, render_stage.OUTPUTS,
@@ -253,7 +293,7 @@ def _render_files(o: dict) -> None:
     except (ValueError, OSError, RuntimeError) as exc:
         _fail(str(exc))
     verb = {"run": "would render" if o["dry_run"] else "rendered", "reuse": "reused"}[outcome.action]
-    typer.echo(f"{verb} {o['out']} ({outcome.reason})")
+    typer.echo(f"{verb} {o['out']}: {frames.describe()} ({outcome.reason})")
 
 
 def _command(stages: tuple[str, ...], extra: list[inspect.Parameter] = ()):

@@ -41,6 +41,9 @@ def test_comments_blank_lines_and_time_line():
         ("0\n-400 0\n1\n", 2, "-400", "beyond"),
         ("0\n0\n1\n0 1.5\n", 4, "1.5", "outside [0, 1]"),
         ("0\n0\n1\n-0.1\n", 4, "-0.1", "outside [0, 1]"),
+        ("0\n0\n1 1e38\n", 3, "1e38", "displacement beyond"),
+        ("0 10\n0\n-1e308\n", 3, "-1e308", "displacement beyond"),
+        ("0\n0\n1 10001\n", 3, "10001", "displacement beyond"),
     ],
 )
 def test_errors_name_file_line_and_token(tmp_path, text, line, token, words):

@@ -1,6 +1,6 @@
 """Camera paths from editable trajectory text files (pitch / yaw / displacement keyframes) and time maps."""
 
-from trajectories.camera_path import CameraPath, PathOptions, make_camera_path
+from trajectories.camera_path import CameraPath, FrameCount, PathOptions, make_camera_path, output_frame_count
 from trajectories.depth import foreground_depth
 from trajectories.interpolate import interpolate_keys
 from trajectories.orbit import orbit_c2w
@@ -10,6 +10,7 @@ from trajectories.timemap import adaptive_frame_count, source_times, time_map
 
 __all__ = [
     "CameraPath",
+    "FrameCount",
     "PathOptions",
     "TrajectoryError",
     "TrajectorySpec",
@@ -21,6 +22,7 @@ __all__ = [
     "load_trajectory",
     "make_camera_path",
     "orbit_c2w",
+    "output_frame_count",
     "parse_trajectory",
     "source_times",
     "time_map",

@@ -21,6 +21,8 @@ from trajectories.spec import TrajectorySpec
 from trajectories.timemap import TimeMode, adaptive_frame_count, time_map
 
 CAMERAS_FORMAT = "inspatio-cameras/1"
+# Default upper bound on output frames: room for a 720-degree path at 0.8 degrees per frame.
+MAX_OUTPUT_FRAMES = 1000
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,13 @@ class CameraPath:
             raise ValueError(f"source_index must be [{n}], got {self.source_index.shape}")
         if n == 0:
             raise ValueError("a camera path needs at least one frame")
+        for name, values in (("c2w", self.c2w), ("intrinsics", self.intrinsics)):
+            bad = ~np.isfinite(values).reshape(n, -1).all(axis=1)
+            if bad.any():
+                raise ValueError(
+                    f"{name} of frame {int(np.argmax(bad))} (and {int(bad.sum()) - 1} more) is not finite; "
+                    "the trajectory's displacement times the scene scale is too large"
+                )
 
     def __len__(self) -> int:
         return len(self.c2w)
@@ -115,6 +124,8 @@ class PathOptions:
                         instead of being anchored to source camera 0.
     rotation_only:      zero the orbit translation (tripod pan/tilt); a dolly still applies.
     adaptive_frames:    resample the path to 0.3-0.8 degrees per frame (see ``adaptive_frame_count``).
+    max_frames:         cap on the adaptive count (the camera then moves faster than 0.8 degrees per frame); an
+                        n_frames + freeze_repeat above it is an error; a longer source keeps its own length.
     freeze_frame, freeze_repeat, time_mode, slowmo: the time map (see ``trajectories.timemap``).
     """
 
@@ -128,6 +139,7 @@ class PathOptions:
     freeze_repeat: int = 0
     time_mode: TimeMode = "forward"
     slowmo: float = 1.0
+    max_frames: int = MAX_OUTPUT_FRAMES
 
     def __post_init__(self) -> None:
         if self.n_frames is not None and self.n_frames < 1:
@@ -142,6 +154,40 @@ class PathOptions:
             raise ValueError(f"freeze_repeat must be >= 0, got {self.freeze_repeat}")
         if not (math.isfinite(self.slowmo) and self.slowmo >= 1.0):
             raise ValueError(f"slowmo must be a finite factor >= 1 (2 = half speed), got {self.slowmo}")
+        if self.max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
+        if self.n_frames is not None and self.n_frames + self.freeze_repeat > self.max_frames:
+            raise ValueError(f"n_frames {self.n_frames} + freeze_repeat {self.freeze_repeat} exceed "
+                             f"max_frames {self.max_frames}")
+
+
+@dataclass(frozen=True)
+class FrameCount:
+    """The output frame count of a path and how it was reached (``adaptive``/``capped`` are for logs and plans)."""
+
+    count: int
+    nominal: int
+    adaptive: int | None  # the adaptive count before the cap, None without adaptive_frames
+    capped: bool
+
+    def describe(self) -> str:
+        text = f"{self.count} output frames"
+        if self.capped:
+            text += (f" (capped by --max_frames: the adaptive count is {self.adaptive}, so the camera moves faster "
+                     "than 0.8 degrees per frame)")
+        elif self.adaptive is not None and self.adaptive != self.nominal:
+            text += f" (adaptive, from {self.nominal})"
+        return text
+
+
+def output_frame_count(spec: TrajectorySpec, n_source: int, options: PathOptions) -> FrameCount:
+    """Frame count of the path ``make_camera_path`` builds: the nominal n_frames (or the source's M) +
+    freeze_repeat, then with adaptive_frames ``adaptive_frame_count``, capped to ``max_frames`` (the cap
+    bounds what the adaptive count adds; a longer source keeps its own length)."""
+    nominal = (options.n_frames or n_source) + options.freeze_repeat
+    adaptive = adaptive_frame_count(spec.pitch, spec.yaw, nominal) if options.adaptive_frames else None
+    count = nominal if adaptive is None else min(adaptive, max(options.max_frames, nominal))
+    return FrameCount(count=count, nominal=nominal, adaptive=adaptive, capped=count != (adaptive or nominal))
 
 
 def make_camera_path(
@@ -160,8 +206,8 @@ def make_camera_path(
     source_K:    [3, 3] source intrinsics in pixels at (height, width); every output frame uses it.
     scene_depth: the first frame's foreground depth (``foreground_depth``), required for radius="scene".
 
-    Frame count: n = n_frames or M, plus freeze_repeat; with adaptive_frames the total is clamped by
-    ``adaptive_frame_count`` and the time map stretches over it (freeze copies scale with it). The
+    Frame count: ``output_frame_count`` (n_frames or M, plus freeze_repeat; with adaptive_frames clamped by
+    ``adaptive_frame_count``; at most max_frames); the time map stretches over it (freeze copies scale with it). The
     keyframes are sampled at linspace(0, 1, N) over the N output frames; pose_i = ``orbit_c2w`` relative
     to source camera 0; c2w_i = source_c2w[0] · pose_i, or source_c2w[s_i] · pose_i with
     relative_to_source (s_i = the source frame output frame i shows).
@@ -182,23 +228,25 @@ def make_camera_path(
             f"got scene_depth={scene_depth!r}; pass it, or use radius='absolute'"
         )
     n_source = len(source_c2w)
-    nominal = (options.n_frames or n_source) + options.freeze_repeat
-    n = adaptive_frame_count(spec.pitch, spec.yaw, nominal) if options.adaptive_frames else nominal
-    repeat = min(round(options.freeze_repeat * n / nominal), n - 1)
+    frames = output_frame_count(spec, n_source, options)
+    n = frames.count
+    repeat = min(round(options.freeze_repeat * n / frames.nominal), n - 1)
     source_index = time_map(
         n, n_source, spec.time, options.interpolation, options.time_mode, options.slowmo,
         options.freeze_frame, repeat,
     )
     positions = np.linspace(0.0, 1.0, n)
-    pose = orbit_c2w(
-        interpolate_keys(spec.pitch, positions, options.interpolation),
-        interpolate_keys(spec.yaw, positions, options.interpolation),
-        interpolate_keys(spec.displacement, positions, options.interpolation, pin_ends=True) * scale,
-        rotation_only=options.rotation_only,
-    )
-    anchor = source_c2w[source_index] if options.relative_to_source else source_c2w[:1]
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported by CameraPath's finite check
+        pose = orbit_c2w(
+            interpolate_keys(spec.pitch, positions, options.interpolation),
+            interpolate_keys(spec.yaw, positions, options.interpolation),
+            interpolate_keys(spec.displacement, positions, options.interpolation, pin_ends=True) * scale,
+            rotation_only=options.rotation_only,
+        )
+        anchor = source_c2w[source_index] if options.relative_to_source else source_c2w[:1]
+        c2w = anchor @ pose
     return CameraPath(
-        c2w=anchor @ pose,
+        c2w=c2w,
         intrinsics=np.repeat(source_K[None], n, axis=0),
         width=int(width),
         height=int(height),

@@ -23,6 +23,9 @@ from pathlib import Path
 import numpy as np
 
 MAX_ANGLE_DEG = 360.0
+# Displacements are multiples of the foreground depth (or scene units); beyond this the camera is so far
+# away that the float32 renderer sees nothing or overflows, so such a key is a typo, not a path.
+MAX_DISPLACEMENT = 1e4
 LINE_NAMES = ("pitch", "yaw", "displacement", "time")
 
 
@@ -74,6 +77,12 @@ def _check_range(values: list[float], tokens: list[str], source: str, line: int,
             raise TrajectoryError(
                 source, line, token, f"{name} angle beyond ±{MAX_ANGLE_DEG:g} degrees",
                 "angles are in degrees; keep them within [-360, 360]",
+            )
+        if name == "displacement" and abs(value) > MAX_DISPLACEMENT:
+            raise TrajectoryError(
+                source, line, token, f"displacement beyond ±{MAX_DISPLACEMENT:g}",
+                "displacements are multiples of the subject's depth (or scene units with --radius_mode absolute); "
+                "1 orbits at the subject's distance",
             )
         if name == "time" and not 0.0 <= value <= 1.0:
             raise TrajectoryError(

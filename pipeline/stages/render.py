@@ -11,6 +11,7 @@ at ``cover_hw``), so a moving camera sees past the crop's edges where the source
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +23,46 @@ from pipeline.manifest import StageKey, text_sha256
 from pipeline.stages.config import OutputSettings
 from pipeline.stages.source import SourceVideo
 from pipeline.video_io import VideoInfo
-from trajectories import CameraPath, PathOptions, TrajectorySpec, foreground_depth, make_camera_path
+from trajectories import (
+    CameraPath,
+    FrameCount,
+    PathOptions,
+    TrajectorySpec,
+    foreground_depth,
+    make_camera_path,
+    output_frame_count,
+)
+
+log = logging.getLogger("pipeline")
 
 VERSION = 1
 OUTPUTS = ["render.mp4", "mask.mp4", "mask.npz", "cameras.json"]
 BACKENDS = ("torch",)
 RESIZE_POLICIES = ("stretch", "crop")
+SIZE_MULTIPLE = 16  # latent 8x and patch 2x
+MAX_FPS = 1000.0
+
+
+def check_time_options(options: PathOptions, source: VideoInfo, video: Path) -> None:
+    """Trajectory options that depend on the source video (raises ValueError naming the flag and the video)."""
+    if options.freeze_frame is not None and options.freeze_frame >= source.num_frames:
+        raise ValueError(
+            f"--freeze_frame {options.freeze_frame}: {video} has {source.num_frames} frames "
+            f"(0 to {source.num_frames - 1}); choose a frame in that range"
+        )
 
 
 def check_settings(settings: OutputSettings) -> None:
     """Options the renderer supports (raises ValueError naming the flag)."""
+    for flag, value in (("--width", settings.width), ("--height", settings.height)):
+        if value < SIZE_MULTIPLE or value % SIZE_MULTIPLE:
+            raise ValueError(
+                f"{flag} {value}: must be a positive multiple of {SIZE_MULTIPLE} (the generator works on "
+                "8x-downsampled latents in 2x2 patches); e.g. --width 832 --height 480"
+            )
+    if settings.fps is not None and not 0 < settings.fps <= MAX_FPS:
+        raise ValueError(f"--fps {settings.fps:g}: must be a frame rate in (0, {MAX_FPS:g}]; "
+                         "leave it out to keep the source's")
     if settings.backend not in BACKENDS:
         raise ValueError(f"--render_backend {settings.backend!r} is not available; choose one of {', '.join(BACKENDS)}")
     if settings.resize not in RESIZE_POLICIES:
@@ -69,6 +100,13 @@ def build_camera_path(
     return make_camera_path(
         spec, geometry.c2w, K, settings.width, settings.height, settings.fps or source.fps, options, scene_depth
     )
+
+
+def log_frame_count(spec: TrajectorySpec, source: SourceVideo, options: PathOptions) -> FrameCount:
+    """The output frame count of ``source`` on this path, logged (a warning when --max_frames capped it)."""
+    frames = output_frame_count(spec, source.info.num_frames, options)
+    log.log(logging.WARNING if frames.capped else logging.INFO, "%s: %s", source.path.name, frames.describe())
+    return frames
 
 
 def render_key(source: SourceVideo, geometry_digest: str | None, spec: TrajectorySpec, options: PathOptions,
