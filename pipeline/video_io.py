@@ -56,10 +56,15 @@ class VideoError(ValueError):
 
 @dataclass(frozen=True)
 class VideoInfo:
+    """Size of the frames as shown (after ``rotation``), frame rate and count. ``rotation``: degrees
+    counter-clockwise (0, 90, 180 or 270) the stored picture is turned by to show it upright (the
+    container's display matrix, as phones record portrait video); readers apply it."""
+
     width: int
     height: int
     fps: float
     num_frames: int
+    rotation: int = 0
 
 
 @dataclass(frozen=True)
@@ -105,9 +110,24 @@ class _Index:
 
     pts: np.ndarray  # [N] int64, sorted
     fps: float
-    width: int
+    width: int  # as shown, after the rotation
     height: int
     seekable: bool
+    rotation: int = 0  # degrees counter-clockwise, 0/90/180/270 (VideoInfo.rotation)
+
+
+def _rotation(path: Path, container: av.container.InputContainer) -> int:
+    """The display rotation of the first frame (degrees counter-clockwise, in 0/90/180/270)."""
+    try:
+        container.seek(0, stream=container.streams.video[0])
+        first = next(container.decode(video=0), None)
+    except av.error.FFmpegError:
+        return 0  # an undecodable stream is reported by the frame count
+    degrees = 0 if first is None else round(first.rotation)
+    if degrees % 90:
+        raise VideoError(f"{path}: display rotation of {degrees} degrees is not a multiple of 90; "
+                         "re-export the video upright")
+    return degrees % 360
 
 
 def _index(path: Path) -> _Index:
@@ -123,12 +143,16 @@ def _index(path: Path) -> _Index:
             raise VideoError(f"{path}: video data is corrupt or truncated: {e}") from e
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         width, height = stream.codec_context.width, stream.codec_context.height
+        rotation = _rotation(path, container) if pts else 0
     finally:
         container.close()
     if not rate or width <= 0 or height <= 0:
         raise VideoError(f"{path}: video stream has no frame rate or size")
+    if rotation % 180:
+        width, height = height, width
     arr = np.unique(np.asarray(pts, dtype=np.int64))
-    return _Index(pts=arr, fps=float(rate), width=width, height=height, seekable=len(arr) == len(pts))
+    return _Index(pts=arr, fps=float(rate), width=width, height=height, seekable=len(arr) == len(pts),
+                  rotation=rotation)
 
 
 def _count_decodable(path: Path) -> int:
@@ -162,10 +186,20 @@ def _info(path: Path, idx: _Index, min_frames: int, verify: bool) -> VideoInfo:
         raise VideoError(f"{path}: only {n} of {len(idx.pts)} frames decode; the file is truncated or corrupt")
     if n < min_frames:
         raise VideoError(f"{path}: has {n} frame(s); at least {min_frames} are needed")
-    return VideoInfo(width=idx.width, height=idx.height, fps=idx.fps, num_frames=n)
+    return VideoInfo(width=idx.width, height=idx.height, fps=idx.fps, num_frames=n, rotation=idx.rotation)
 
 
-def _resize(frame: av.VideoFrame, size: tuple[int, int] | None, resize: Resize) -> np.ndarray:
+def _upright(frame: av.VideoFrame, rotation: int) -> av.VideoFrame:
+    """``frame`` turned ``rotation`` degrees counter-clockwise (a multiple of 90)."""
+    if not rotation:
+        return frame
+    rgb = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), rotation // 90))
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24")
+
+
+def _resize(frame: av.VideoFrame, size: tuple[int, int] | None, resize: Resize, rotation: int = 0) -> np.ndarray:
+    """The frame upright (``rotation``, degrees counter-clockwise), then resized to ``size`` (W, H) by ``resize``."""
+    frame = _upright(frame, rotation)
     if size is None or (frame.width, frame.height) == size:
         return frame.to_ndarray(format="rgb24")
     w, h = size
@@ -216,8 +250,9 @@ class VideoReader:
         self._next = 0  # index the open decoder yields next
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._decord = None
-        if backend == "decord":
-            self._decord = _open_decord(self.path, self.size if resize == "stretch" else None)
+        if backend == "decord":  # decord ignores the display rotation: it then decodes at the stored size
+            direct = resize == "stretch" and not self.info.rotation
+            self._decord = _open_decord(self.path, self.size if direct else None)
         elif backend != "pyav":
             raise ValueError(f"backend must be 'pyav' or 'decord', got {backend!r}")
 
@@ -275,9 +310,9 @@ class VideoReader:
 
     def _decode_decord(self, i: int) -> np.ndarray:
         rgb = self._decord[i].asnumpy()
-        if self.size is None or self.resize == "stretch":
+        if self.size is None and not self.info.rotation or self.resize == "stretch" and not self.info.rotation:
             return rgb
-        return _resize(av.VideoFrame.from_ndarray(rgb, format="rgb24"), self.size, self.resize)
+        return _resize(av.VideoFrame.from_ndarray(rgb, format="rgb24"), self.size, self.resize, self.info.rotation)
 
     def _restart(self, i: int) -> None:
         if self._container is None:
@@ -308,9 +343,9 @@ class VideoReader:
             pos = int(np.searchsorted(self._pts, frame.pts)) if frame.pts is not None else self._next
             self._next = pos + 1
             if pos == i:
-                return _resize(frame, self.size, self.resize)
+                return _resize(frame, self.size, self.resize, self.info.rotation)
             if keep_from <= pos < i and pos not in self._cache:
-                self._remember(pos, _resize(frame, self.size, self.resize))
+                self._remember(pos, _resize(frame, self.size, self.resize, self.info.rotation))
             if frame.pts is not None and frame.pts > target:
                 self.close()
                 raise VideoError(f"{self.path}: frame {i} (pts {target}) was not found while decoding")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 from geometry.cache import GeometryMeta, save_geometry
@@ -26,15 +28,38 @@ def synthetic_clip(n_frames: int, width: int, height: int):
     return clip, make_geometry(scene, clip, depth_hw=(max(8, height // 2), max(8, width // 2)))
 
 
+def write_rotated(path: Path, upright: np.ndarray, degrees: int, fps: float = FPS) -> Path:
+    """An H.264 file that a player shows as ``upright`` [N, H, W, 3], stored turned by ``degrees`` clockwise
+    with a display matrix that turns it back ``degrees`` counter-clockwise, as phones record portrait video."""
+    stored = np.ascontiguousarray(np.rot90(upright, -(degrees // 90), axes=(1, 2)))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.height, stream.width = stored.shape[1:3]
+        stream.pix_fmt = "yuv444p"
+        stream.options = {"crf": "0"}
+        stream.set_display_rotation(degrees)
+        for frame in stored:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
 def add_video(folder: Path, name: str, n_frames: int = 12, size: tuple[int, int] = (64, 48),
-              geometry: bool = True) -> Path:
-    """Write ``<folder>/<name>.mp4`` (a synthetic orbit clip) and, if asked, ``<folder>/geometry/<name>.npz``."""
+              geometry: bool = True, rotation: int | None = None) -> Path:
+    """Write ``<folder>/<name>.mp4`` (a synthetic orbit clip) and, if asked, ``<folder>/geometry/<name>.npz``.
+    ``rotation``: write it lossless, stored turned by that many degrees with display rotation metadata
+    (``write_rotated``; 0 = upright, same codec settings); it still shows ``size``."""
     width, height = size
     clip, cache = synthetic_clip(n_frames, width, height)
     video = folder / f"{name}.mp4"
     folder.mkdir(parents=True, exist_ok=True)
     odd = width % 2 or height % 2
-    write_video(video, clip.frames, FPS, EncodeOptions(pix_fmt="yuv444p") if odd else EncodeOptions())
+    if rotation is not None:
+        write_rotated(video, clip.frames, rotation)
+    else:
+        write_video(video, clip.frames, FPS, EncodeOptions(pix_fmt="yuv444p") if odd else EncodeOptions())
     if geometry:
         meta = GeometryMeta(source_video=video.name, video_sha256=file_sha256(video), fps=FPS,
                             frame_count=n_frames, producer="test")

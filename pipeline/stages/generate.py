@@ -22,7 +22,7 @@ def generate_key(source: SourceVideo, caption_digest: str | None, render_digest:
     return StageKey(
         "generate",
         VERSION,
-        inputs={"video": source.sha256, "caption": caption_digest, "render": render_digest},
+        inputs={**source.key_inputs, "caption": caption_digest, "render": render_digest},
         params={"seed": seed, "use_tae": use_tae, "weights": weights_identity(weight_files)},
     )
 

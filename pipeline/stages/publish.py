@@ -32,7 +32,7 @@ def publish_key(source: SourceVideo, render_digest: str | None, generate_digest:
     return StageKey(
         "publish",
         VERSION,
-        inputs={"video": source.sha256, "render": render_digest, "generated": generate_digest},
+        inputs={**source.key_inputs, "render": render_digest, "generated": generate_digest},
         params={"width": settings.width, "height": settings.height, "resize": settings.resize},
     )
 

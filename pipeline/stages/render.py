@@ -114,7 +114,7 @@ def render_key(source: SourceVideo, geometry_digest: str | None, spec: Trajector
     return StageKey(
         "render",
         VERSION,
-        inputs={"video": source.sha256, "geometry": geometry_digest, "trajectory": text_sha256(spec.text)},
+        inputs={**source.key_inputs, "geometry": geometry_digest, "trajectory": text_sha256(spec.text)},
         params={"path": dataclasses.asdict(options), "render": dataclasses.asdict(settings)},
     )
 

@@ -23,6 +23,13 @@ class SourceVideo:
     def name(self) -> str:
         return self.path.stem
 
+    @property
+    def key_inputs(self) -> dict[str, str | int]:
+        """The video's part of every stage key: its content hash, plus its display rotation when it has one
+        (absent for upright videos, so their caches from before rotation was applied stay valid)."""
+        rotation = {"rotation": self.info.rotation} if self.info.rotation else {}
+        return {"video": self.sha256, **rotation}
+
 
 def open_source(path: Path) -> SourceVideo:
     """Probe and hash one input video; raises VideoError naming the file and the problem."""
