@@ -22,7 +22,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from pipeline import dist
-from pipeline.fsutil import atomic_write
+from pipeline.fsutil import atomic_write, folder_lock
 from pipeline.layout import GEOMETRY_FILE, GENERATED_FILE, VideoPaths, find_videos
 from pipeline.stages import caption as caption_stage
 from pipeline.stages import generate as generate_stage
@@ -234,10 +234,11 @@ def _caption_stage(batch: Batch, records: list[VideoRecord]) -> None:
         if text is None:
             continue
         try:
-            begin(r.paths.caption)
-            caption_stage.write_caption(r.paths.caption, text)
-            r.outcomes["caption"] = Outcome("caption", "run", reason,
-                                            commit(r.paths.caption, key, caption_stage.OUTPUTS))
+            with folder_lock(r.paths.caption):
+                begin(r.paths.caption)
+                caption_stage.write_caption(r.paths.caption, text)
+                digest = commit(r.paths.caption, key, caption_stage.OUTPUTS)
+            r.outcomes["caption"] = Outcome("caption", "run", reason, digest)
             _log_outcome(r, "caption")
         except Exception as exc:  # noqa: BLE001
             _fail(r, "caption", exc)
@@ -397,7 +398,20 @@ def run_batch(cfg: RunConfig) -> list[dict]:
                     and _stage_nproc(cfg, stage) > 1)
         log.info("stage %s%s", stage, " (torchrun)" if on_ranks else "")
         (_run_stage_on_ranks if on_ranks else run_stage)(batch, stage, records)
+    if not cfg.dry_run and publish:
+        for r in records:
+            if r.error is not None:
+                _withdraw_outputs(r)
     return _gather(batch, records)
+
+
+def _withdraw_outputs(r: VideoRecord) -> None:
+    """A failed video's earlier published outputs would look current: remove them and say so."""
+    removed = publish_stage.withdraw(r.paths.output)
+    if removed:
+        note = f"the outputs of an earlier run in {r.paths.output} were withdrawn ({', '.join(removed)})"
+        log.warning("%s: %s", r.path.name, note)
+        r.error += f"; {note}"
 
 
 def run_worker(cfg: RunConfig, stage: str, results: Path) -> None:

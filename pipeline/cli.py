@@ -24,6 +24,7 @@ from trajectories import PathOptions
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINTS = Path(os.environ.get("INSPATIO_CHECKPOINTS", REPO / "checkpoints"))
 _PATH_DEFAULTS = PathOptions()
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 _GEOMETRY_DEFAULTS = GeometrySettings()
 log = logging.getLogger("pipeline")
 
@@ -300,10 +301,15 @@ def _command(stages: tuple[str, ...], extra: list[inspect.Parameter] = ()):
     params = [*BATCH_OPTIONS, *extra]
 
     def command(**o: Any) -> None:
-        if o.get("video") is not None:
-            _render_files(o)
-        else:
-            run_batch_command(o, stages)
+        try:
+            if o.get("video") is not None:
+                _render_files(o)
+            else:
+                run_batch_command(o, stages)
+        except KeyboardInterrupt:  # Ctrl-C: the open outputs were discarded, the finished stages are kept
+            typer.echo("error: interrupted; nothing half-written was kept. Run the same command again to "
+                       "continue: finished stages are reused.", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     command.__signature__ = inspect.Signature(params)
     command.__annotations__ = {p.name: p.annotation for p in params}

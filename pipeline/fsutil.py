@@ -1,12 +1,17 @@
-"""Atomic file output: a killed run never leaves a file that looks complete."""
+"""Atomic file output (a killed run never leaves a file that looks complete) and per-folder locks
+(two runs never write one stage folder at the same time)."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+log = logging.getLogger("pipeline")
 
 
 @contextlib.contextmanager
@@ -30,3 +35,30 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, shared: bool = False) -> Iterator[None]:
+    """Hold an advisory ``flock`` on ``folder`` itself (no lock file) for the block.
+
+    Exclusive (writers): creates the folder, waits for every other holder. ``shared`` (readers): waits
+    for a writer only; a missing folder has nothing to wait for. The kernel releases the lock when its
+    process ends, however it ends, so a killed run never leaves a stale lock. Waiting is logged.
+    """
+    folder = Path(folder)
+    if shared and not folder.is_dir():
+        yield
+        return
+    if not shared:
+        folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+    try:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("%s: another run is writing it; waiting for that run to finish", folder)
+            fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -2,11 +2,14 @@
 
 Protocol for every stage output folder (see ``pipeline.manifest``):
   decide  compare the folder's manifest with the key; apply --force / --skip_stepN / --dry_run and
-          the weights check
+          the weights check (under a shared folder lock: waits while another run writes the folder)
+  lock    take the folder's exclusive lock (``pipeline.fsutil.folder_lock``) and decide again: another
+          run may have produced the same output while this one waited, which is then reused
   begin   delete the manifest (a killed run now leaves a stale folder, never a trusted one) and
-          the temporary files of an earlier killed run
+          the temporary files of an earlier killed run (only the lock holder writes, so every
+          temporary file there belongs to a dead run)
   produce the stage writes its files (each atomically)
-  commit  write the manifest last
+  commit  write the manifest last, then release the lock
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
+from pipeline.fsutil import folder_lock
 from pipeline.manifest import StageKey, check_manifest, invalidate, manifest_digest, read_manifest, write_manifest
 
 log = logging.getLogger("pipeline")
@@ -129,13 +133,19 @@ def run_cached(
     policy: Policy,
     weights: Sequence = (),
 ) -> Outcome:
-    """decide -> begin -> produce(out_dir) -> commit, logging what was done and why."""
-    decision = decide(stage, out_dir, key, policy, weights)
-    log.debug("%s %s: %s (%s)", stage, out_dir, decision.action, decision.reason)
-    if decision.action == "reuse":
-        return Outcome(stage, "reuse", decision.reason, current_digest(out_dir))
+    """decide -> lock -> decide -> begin -> produce(out_dir) -> commit (module docstring), logging what
+    was done and why."""
+    with folder_lock(out_dir, shared=True):
+        decision = decide(stage, out_dir, key, policy, weights)
+        log.debug("%s %s: %s (%s)", stage, out_dir, decision.action, decision.reason)
+        if decision.action == "reuse":
+            return Outcome(stage, "reuse", decision.reason, current_digest(out_dir))
     if policy.dry_run:
         return Outcome(stage, "run", decision.reason, None, decision.missing)
-    begin(out_dir)
-    produce(Path(out_dir))
-    return Outcome(stage, "run", decision.reason, commit(out_dir, key, outputs))
+    with folder_lock(out_dir):
+        now = decide(stage, out_dir, key, policy, weights)
+        if now.action == "reuse":
+            return Outcome(stage, "reuse", f"{now.reason} (written by another run meanwhile)", current_digest(out_dir))
+        begin(out_dir)
+        produce(Path(out_dir))
+        return Outcome(stage, "run", decision.reason, commit(out_dir, key, outputs))
