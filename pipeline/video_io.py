@@ -42,6 +42,9 @@ Resize = Literal["stretch", "crop"]
 _CACHE_FRAMES = 8
 # Decoding forward is cheaper than seeking when the target is at most this many frames ahead.
 _FORWARD_GAP = 32
+# Frame intervals may differ by this fraction of their median before a video counts as variable-rate
+# (timestamps rounded to the time base differ by a tick).
+VFR_TOLERANCE = 0.1
 # BT.601 RGB -> (Y, Cb, Cr) rows for RGB in [0, 1], and limited-range scale and offset, as swscale
 # converts untagged video (and decoders convert back).
 _YUV_ROWS = ((0.299, 0.587, 0.114), (-0.299 / 1.772, -0.587 / 1.772, 0.5), (0.5, -0.587 / 1.402, -0.114 / 1.402))
@@ -58,13 +61,15 @@ class VideoError(ValueError):
 class VideoInfo:
     """Size of the frames as shown (after ``rotation``), frame rate and count. ``rotation``: degrees
     counter-clockwise (0, 90, 180 or 270) the stored picture is turned by to show it upright (the
-    container's display matrix, as phones record portrait video); readers apply it."""
+    container's display matrix, as phones record portrait video); readers apply it. Frames are read by
+    index: a variable-rate video is treated as if its frames were evenly spaced at ``fps``."""
 
     width: int
     height: int
     fps: float
     num_frames: int
     rotation: int = 0
+    variable_rate: bool = False  # frame intervals differ by more than VFR_TOLERANCE; ``fps`` is then their average
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,12 @@ class _Index:
     height: int
     seekable: bool
     rotation: int = 0  # degrees counter-clockwise, 0/90/180/270 (VideoInfo.rotation)
+
+    @property
+    def variable_rate(self) -> bool:
+        """Whether the frame intervals (pts steps) spread by more than ``VFR_TOLERANCE`` of their median."""
+        steps = np.diff(self.pts)
+        return len(steps) > 1 and float(steps.max() - steps.min()) > VFR_TOLERANCE * float(np.median(steps))
 
 
 def _rotation(path: Path, container: av.container.InputContainer) -> int:
@@ -186,7 +197,8 @@ def _info(path: Path, idx: _Index, min_frames: int, verify: bool) -> VideoInfo:
         raise VideoError(f"{path}: only {n} of {len(idx.pts)} frames decode; the file is truncated or corrupt")
     if n < min_frames:
         raise VideoError(f"{path}: has {n} frame(s); at least {min_frames} are needed")
-    return VideoInfo(width=idx.width, height=idx.height, fps=idx.fps, num_frames=n, rotation=idx.rotation)
+    return VideoInfo(width=idx.width, height=idx.height, fps=idx.fps, num_frames=n, rotation=idx.rotation,
+                     variable_rate=idx.variable_rate)
 
 
 def _upright(frame: av.VideoFrame, rotation: int) -> av.VideoFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -239,3 +240,36 @@ def test_write_planes_validates_layout(tmp_path):
     assert not (tmp_path / "x.mp4").exists()
     with pytest.raises(VideoError, match="even width and height"):
         yuv_planes(torch.zeros(1, 3, 47, 64))
+
+
+def _timed_clip(path, steps_ms):
+    """H.264 in a millisecond time base with the given pts steps between frames."""
+    with av.open(str(path), "w") as c:
+        stream = c.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        pts = 0
+        for i, step in enumerate([0, *steps_ms]):
+            pts += step
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 10 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+    return path
+
+
+def test_variable_frame_rate_is_detected_and_logged(tmp_path, caplog):
+    import logging
+
+    from pipeline.stages.source import open_source
+
+    steady = probe_video(_timed_clip(tmp_path / "cfr.mp4", [40] * 11))
+    assert not steady.variable_rate and steady.num_frames == 12
+    vfr_path = _timed_clip(tmp_path / "vfr.mp4", [40, 40, 40, 120, 40, 40, 200, 40, 40, 40, 40])
+    vfr = probe_video(vfr_path)
+    assert vfr.variable_rate and vfr.num_frames == 12
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        open_source(vfr_path)
+    assert "variable frame rate" in caplog.text and "vfr.mp4" in caplog.text

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.video_io import VideoError, VideoInfo, file_sha256, probe_video
+
+log = logging.getLogger("pipeline")
 
 # One generation block is 3 latent frames = 1 + 4*2 = 9 video frames.
 MIN_SOURCE_FRAMES = 9
@@ -44,4 +47,7 @@ def open_source(path: Path) -> SourceVideo:
             f"{path}: resolution {info.width}x{info.height} is too small; "
             f"at least {MIN_SOURCE_SIDE} px on each side is needed"
         )
+    if info.variable_rate:
+        log.warning("%s: variable frame rate; its frames are treated as evenly spaced at the average %.3g fps, "
+                    "so time maps (slow motion, freezes) count frames, not seconds", path, info.fps)
     return SourceVideo(path=Path(path), sha256=file_sha256(path), info=info)
