@@ -142,15 +142,18 @@ def _path_options(o: dict) -> dict:
 
 def check_flags(o: dict, batch: bool) -> None:
     """Every option value, checked once before anything is read or written; raises ValueError naming
-    the flag. ``batch``: also the options only the batch commands use (GPUs, torchrun, DA3)."""
+    the flag. ``batch``: also the options only the batch commands use (GPUs, torchrun; the DA3 options
+    are checked by ``build_config``). ``--freeze_frame`` against each video: ``check_time_options``."""
     from pipeline.stages import render as render_stage
     from pipeline.stages.source import MIN_SOURCE_FRAMES
 
     render_stage.check_settings(_render_settings(o))
-    counts = [("--num_frames", o["num_frames"], MIN_SOURCE_FRAMES, "one generation block"),
-              ("--max_frames", o["max_frames"], MIN_SOURCE_FRAMES, "one generation block"),
-              ("--freeze_repeat", o["freeze_repeat"], 0, "no freeze"), ("--freeze_frame", o["freeze_frame"], 0,
-                                                                         "the first source frame")]
+    counts = [
+        ("--num_frames", o["num_frames"], MIN_SOURCE_FRAMES, "one generation block"),
+        ("--max_frames", o["max_frames"], MIN_SOURCE_FRAMES, "one generation block"),
+        ("--freeze_repeat", o["freeze_repeat"], 0, "no freeze"),
+        ("--freeze_frame", o["freeze_frame"], 0, "the first source frame"),
+    ]
     if batch:
         counts.append(("--step3_nproc", o["step3_nproc"], 1, "one process"))
     for flag, value, low, meaning in counts:

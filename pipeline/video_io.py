@@ -3,7 +3,9 @@
 Frames are ``uint8 [H, W, 3]`` RGB. Reading keeps the source frame rate and gives frame-accurate
 random access: increasing indices decode forward, anything else seeks to the keyframe before the
 target and decodes up to it. Frames are identified by presentation timestamp, so B-frames and
-variable frame rates are handled.
+variable frame rates are handled (a variable-rate video is indexed as if evenly spaced at its average
+rate; ``VideoInfo.variable_rate`` says so). Frames come out upright: the container's display rotation
+(phone portrait video) is applied before resizing, and ``VideoInfo`` gives the size as shown.
 
 Resize policies (``size=(W, H)``):
   ``stretch``  scale the whole frame to W x H, ignoring aspect (what the reference system does).
@@ -262,7 +264,7 @@ class VideoReader:
         self._next = 0  # index the open decoder yields next
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._decord = None
-        if backend == "decord":  # decord ignores the display rotation: it then decodes at the stored size
+        if backend == "decord":  # decord ignores the display rotation (dmlc/decord#24): rotated videos decode at the stored size
             direct = resize == "stretch" and not self.info.rotation
             self._decord = _open_decord(self.path, self.size if direct else None)
         elif backend != "pyav":
@@ -322,7 +324,7 @@ class VideoReader:
 
     def _decode_decord(self, i: int) -> np.ndarray:
         rgb = self._decord[i].asnumpy()
-        if self.size is None and not self.info.rotation or self.resize == "stretch" and not self.info.rotation:
+        if not self.info.rotation and (self.size is None or self.resize == "stretch"):
             return rgb
         return _resize(av.VideoFrame.from_ndarray(rgb, format="rgb24"), self.size, self.resize, self.info.rotation)
 
