@@ -161,13 +161,18 @@ def check_flags(o: dict, batch: bool) -> None:
             raise ValueError(f"{flag} {value}: must be at least {low} ({meaning})")
     if not (math.isfinite(o["slowmo"]) and o["slowmo"] >= 1):
         raise ValueError(f"--slowmo {o['slowmo']:g}: must be a finite factor of at least 1 (2 = half speed)")
-    if o["num_frames"] is not None and o["num_frames"] + o["freeze_repeat"] > o["max_frames"]:
-        raise ValueError(f"--num_frames {o['num_frames']} + --freeze_repeat {o['freeze_repeat']} output frames "
-                         f"exceed --max_frames {o['max_frames']}; raise --max_frames or ask for fewer frames")
+    nominal = o["num_frames"] or MIN_SOURCE_FRAMES  # without --num_frames, the shortest source possible
+    if nominal + o["freeze_repeat"] > o["max_frames"]:
+        raise ValueError(f"--num_frames {o['num_frames'] or f'(at least {MIN_SOURCE_FRAMES})'} + --freeze_repeat "
+                         f"{o['freeze_repeat']} output frames exceed --max_frames {o['max_frames']}; raise "
+                         "--max_frames or ask for fewer frames")
     if o["freeze_frame"] is not None and not o["freeze_repeat"]:
         log.warning("--freeze_frame %s has no effect without --freeze_repeat", o["freeze_frame"])
     if not batch:
         return
+    if o["geometry_dir"] is not None and not Path(o["geometry_dir"]).is_dir():
+        raise ValueError(f"--geometry_dir {o['geometry_dir']}: not a folder; give the folder that holds "
+                         "<video stem>.npz caches, or leave it out to estimate the geometry")
     if not 1 <= o["master_port"] <= 65535:
         raise ValueError(f"--master_port {o['master_port']}: must be a TCP port in 1..65535")
     for step in ("1", "2", "3"):

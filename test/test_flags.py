@@ -30,6 +30,7 @@ BAD_FLAGS = {
     "slowmo-inf": (["--slowmo", "inf"], "--slowmo inf"),
     "max-frames-0": (["--max_frames", "0"], "--max_frames 0"),
     "num-frames-above-max": (["--num_frames", "50", "--max_frames", "40"], "--max_frames 40"),
+    "freeze-repeat-above-max": (["--freeze_repeat", "100000"], "exceed --max_frames 1000"),
 }
 BATCH_ONLY = {
     "nproc-0": (["--step3_nproc", "0"], "--step3_nproc 0"),
@@ -37,6 +38,7 @@ BATCH_ONLY = {
     "port-huge": (["--master_port", "70000"], "--master_port 70000"),
     "gpus-words": (["--step2_gpus", "first"], "--step2_gpus 'first'"),
     "da3-chunk-1": (["--da3_chunk_size", "1"], "--da3_chunk_size 1"),
+    "geometry-dir-missing": (["--geometry_dir", "/nonexistent/caches"], "--geometry_dir /nonexistent/caches"),
 }
 
 
@@ -96,6 +98,13 @@ def test_freeze_frame_beyond_the_video_fails_that_video_before_any_stage(env, tm
     assert (env["out"] / "long" / "preview.mp4").is_file()
     files = dict(env, out=tmp_path / "files", work=tmp_path / "unused")
     assert_refused(on_files(files, "--freeze_frame", "12", "--freeze_repeat", "3"), "--freeze_frame 12", files)
+
+
+def test_source_longer_than_max_frames_fails_that_video_before_any_stage(env):
+    result = batch(env, "run", "--max_frames", "10")
+    assert result.exit_code == 1, result.output
+    assert "a.mp4: 12 output frames" in result.output and "exceed --max_frames 10" in result.output
+    assert not (env["work"] / "a").exists()
 
 
 def test_good_flags_still_run(env):

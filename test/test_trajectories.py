@@ -274,7 +274,7 @@ def test_adaptive_count_is_capped_by_max_frames():
     path = make_camera_path(spec, np.tile(np.eye(4), (49, 1, 1)), K, 64, 48, 8.0, PathOptions(max_frames=300),
                             scene_depth=1.0)
     assert len(path) == 300 and path.source_index[0] == 0 and path.source_index[-1] == 48
-    long_source = output_frame_count(parse_trajectory("0\n0 360 0\n1\n"), 1500, PathOptions())
-    assert long_source.count == 1500 and not long_source.capped  # a long source keeps its length
+    with pytest.raises(ValueError, match="the source frames .* exceed --max_frames 1000"):
+        output_frame_count(spec, 995, PathOptions(freeze_repeat=6))
     with pytest.raises(ValueError, match="max_frames"):
         PathOptions(n_frames=990, freeze_repeat=20)

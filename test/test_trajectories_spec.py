@@ -62,3 +62,14 @@ def test_errors_name_file_line_and_token(tmp_path, text, line, token, words):
 def test_missing_file_is_a_trajectory_error(tmp_path):
     with pytest.raises(TrajectoryError, match="not found"):
         load_trajectory(tmp_path / "absent.txt")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-8-sig"])
+def test_unicode_text_with_a_byte_order_mark_is_read(tmp_path, encoding):
+    path = tmp_path / "windows.txt"
+    text = "0 10\r\n0\t5\r\n1 1\r\n"
+    data = text.encode(encoding)
+    path.write_bytes(b"\xfe\xff" + data if encoding == "utf-16-be" else data)  # utf-16-be has no BOM by itself
+    spec = load_trajectory(path)
+    np.testing.assert_array_equal(spec.pitch, [0, 10])
+    np.testing.assert_array_equal(spec.yaw, [0, 5])

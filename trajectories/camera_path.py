@@ -124,8 +124,8 @@ class PathOptions:
                         instead of being anchored to source camera 0.
     rotation_only:      zero the orbit translation (tripod pan/tilt); a dolly still applies.
     adaptive_frames:    resample the path to 0.3-0.8 degrees per frame (see ``adaptive_frame_count``).
-    max_frames:         cap on the adaptive count (the camera then moves faster than 0.8 degrees per frame); an
-                        n_frames + freeze_repeat above it is an error; a longer source keeps its own length.
+    max_frames:         the most output frames a path may have: the adaptive count is capped to it (the camera
+                        then moves faster than 0.8 degrees per frame); a nominal count above it is an error.
     freeze_frame, freeze_repeat, time_mode, slowmo: the time map (see ``trajectories.timemap``).
     """
 
@@ -182,11 +182,15 @@ class FrameCount:
 
 def output_frame_count(spec: TrajectorySpec, n_source: int, options: PathOptions) -> FrameCount:
     """Frame count of the path ``make_camera_path`` builds: the nominal n_frames (or the source's M) +
-    freeze_repeat, then with adaptive_frames ``adaptive_frame_count``, capped to ``max_frames`` (the cap
-    bounds what the adaptive count adds; a longer source keeps its own length)."""
+    freeze_repeat, which may not exceed ``max_frames`` (ValueError), then with adaptive_frames
+    ``adaptive_frame_count`` capped to ``max_frames``. No path has more than ``max_frames`` frames."""
     nominal = (options.n_frames or n_source) + options.freeze_repeat
+    if nominal > options.max_frames:
+        raise ValueError(f"{nominal} output frames ({'--num_frames' if options.n_frames else 'the source frames'} "
+                         f"+ --freeze_repeat) exceed --max_frames {options.max_frames}; raise --max_frames "
+                         "or ask for fewer frames")
     adaptive = adaptive_frame_count(spec.pitch, spec.yaw, nominal) if options.adaptive_frames else None
-    count = nominal if adaptive is None else min(adaptive, max(options.max_frames, nominal))
+    count = nominal if adaptive is None else min(adaptive, options.max_frames)
     return FrameCount(count=count, nominal=nominal, adaptive=adaptive, capped=count != (adaptive or nominal))
 
 

@@ -131,10 +131,13 @@ def parse_trajectory(text: str, source: str = "<string>") -> TrajectorySpec:
 
 
 def load_trajectory(path: str | Path) -> TrajectorySpec:
-    """Read and validate a trajectory file; raises ``TrajectoryError`` naming file, line and token."""
+    """Read and validate a trajectory file (UTF-8, optionally with a BOM, or UTF-16 with a BOM); raises
+    ``TrajectoryError`` naming file, line and token."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        raw = path.read_bytes()
+        # UTF-16 with a byte-order mark is what some Windows editors save as "Unicode".
+        text = raw.decode("utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig")
     except FileNotFoundError:
         raise TrajectoryError(str(path), 0, str(path), "trajectory file not found", "check the path") from None
     except UnicodeDecodeError as err:

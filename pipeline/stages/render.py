@@ -45,6 +45,13 @@ MAX_FPS = 1000.0
 
 def check_time_options(options: PathOptions, source: VideoInfo, video: Path) -> None:
     """Trajectory options that depend on the source video (raises ValueError naming the flag and the video)."""
+    nominal = (options.n_frames or source.num_frames) + options.freeze_repeat
+    if nominal > options.max_frames:
+        raise ValueError(
+            f"{video}: {nominal} output frames ({source.num_frames if options.n_frames is None else '--num_frames'}"
+            f" + --freeze_repeat {options.freeze_repeat}) exceed --max_frames {options.max_frames}; raise "
+            "--max_frames or set a smaller --num_frames"
+        )
     if options.freeze_frame is not None and options.freeze_frame >= source.num_frames:
         raise ValueError(
             f"--freeze_frame {options.freeze_frame}: {video} has {source.num_frames} frames "
