@@ -121,6 +121,7 @@ class _Index:
     height: int
     seekable: bool
     rotation: int = 0  # degrees counter-clockwise, 0/90/180/270 (VideoInfo.rotation)
+    time_base: Fraction = Fraction(1)  # seconds per pts tick
 
     @property
     def variable_rate(self) -> bool:
@@ -157,6 +158,7 @@ def _index(path: Path) -> _Index:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         width, height = stream.codec_context.width, stream.codec_context.height
         rotation = _rotation(path, container) if pts else 0
+        time_base = stream.time_base or Fraction(1)
     finally:
         container.close()
     if not rate or width <= 0 or height <= 0:
@@ -165,7 +167,14 @@ def _index(path: Path) -> _Index:
         width, height = height, width
     arr = np.unique(np.asarray(pts, dtype=np.int64))
     return _Index(pts=arr, fps=float(rate), width=width, height=height, seekable=len(arr) == len(pts),
-                  rotation=rotation)
+                  rotation=rotation, time_base=Fraction(time_base))
+
+
+def frame_times(path: str | os.PathLike) -> np.ndarray:
+    """[N] float64 presentation time in seconds of each frame, in display order (the source's real
+    timing; frame i of a reader is at ``frame_times(path)[i]``)."""
+    idx = _index(Path(path))
+    return idx.pts.astype(np.float64) * float(idx.time_base)
 
 
 def _count_decodable(path: Path) -> int:

@@ -28,9 +28,11 @@ def synthetic_clip(n_frames: int, width: int, height: int):
     return clip, make_geometry(scene, clip, depth_hw=(max(8, height // 2), max(8, width // 2)))
 
 
-def write_rotated(path: Path, upright: np.ndarray, degrees: int, fps: float = FPS) -> Path:
-    """An H.264 file that a player shows as ``upright`` [N, H, W, 3], stored turned by ``degrees`` clockwise
-    with a display matrix that turns it back ``degrees`` counter-clockwise, as phones record portrait video."""
+def write_lossless(path: Path, upright: np.ndarray, degrees: int = 0, times: np.ndarray | None = None,
+                   fps: float = FPS) -> Path:
+    """A lossless H.264 file that a player shows as ``upright`` [N, H, W, 3]. ``degrees``: stored turned that
+    far clockwise with a display matrix that turns it back counter-clockwise, as phones record portrait
+    video. ``times``: frame timestamps in seconds (a variable frame rate; millisecond time base)."""
     stored = np.ascontiguousarray(np.rot90(upright, -(degrees // 90), axes=(1, 2)))
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
@@ -38,8 +40,13 @@ def write_rotated(path: Path, upright: np.ndarray, degrees: int, fps: float = FP
         stream.pix_fmt = "yuv444p"
         stream.options = {"crf": "0"}
         stream.set_display_rotation(degrees)
-        for frame in stored:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        if times is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        for i, frame in enumerate(stored):
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            if times is not None:
+                vf.pts, vf.time_base = round(times[i] * 1000), Fraction(1, 1000)
+            for packet in stream.encode(vf):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -47,17 +54,17 @@ def write_rotated(path: Path, upright: np.ndarray, degrees: int, fps: float = FP
 
 
 def add_video(folder: Path, name: str, n_frames: int = 12, size: tuple[int, int] = (64, 48),
-              geometry: bool = True, rotation: int | None = None) -> Path:
+              geometry: bool = True, rotation: int | None = None, times: np.ndarray | None = None) -> Path:
     """Write ``<folder>/<name>.mp4`` (a synthetic orbit clip) and, if asked, ``<folder>/geometry/<name>.npz``.
-    ``rotation``: write it lossless, stored turned by that many degrees with display rotation metadata
-    (``write_rotated``; 0 = upright, same codec settings); it still shows ``size``."""
+    ``rotation`` / ``times``: write it lossless (``write_lossless``), stored turned by that many degrees with
+    display rotation metadata (0 = upright, same codec settings), or with these frame timestamps."""
     width, height = size
     clip, cache = synthetic_clip(n_frames, width, height)
     video = folder / f"{name}.mp4"
     folder.mkdir(parents=True, exist_ok=True)
     odd = width % 2 or height % 2
-    if rotation is not None:
-        write_rotated(video, clip.frames, rotation)
+    if rotation is not None or times is not None:
+        write_lossless(video, clip.frames, rotation or 0, times)
     else:
         write_video(video, clip.frames, FPS, EncodeOptions(pix_fmt="yuv444p") if odd else EncodeOptions())
     if geometry:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.video_io import VideoReader, probe_video, read_video
-from pipeline_inputs import ARGS, add_video, frames_of, write_rotated, write_traj
+from pipeline_inputs import ARGS, add_video, frames_of, write_lossless, write_traj
 
 
 def _upright(n: int = 10, h: int = 48, w: int = 64) -> np.ndarray:
@@ -38,7 +38,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("degrees", [90, 180, 270])
 def test_reader_returns_upright_frames(tmp_path, degrees):
     upright = _upright()
-    path = write_rotated(tmp_path / f"r{degrees}.mp4", upright, degrees)
+    path = write_lossless(tmp_path / f"r{degrees}.mp4", upright, degrees)
     with av.open(str(path)) as c:  # the file really is stored turned, with the display matrix
         frame = next(c.decode(video=0))
         assert (frame.width, frame.height) == ((48, 64) if degrees % 180 else (64, 48))
@@ -52,12 +52,12 @@ def test_reader_returns_upright_frames(tmp_path, degrees):
         assert _psnr(r[7], upright[7]) > 40 and _psnr(r[2], upright[2]) > 40
         assert r.frame_size == (64, 48)
     with VideoReader(path, size=(32, 24), resize="crop") as r:
-        with VideoReader(write_rotated(tmp_path / "plain.mp4", upright, 0), size=(32, 24), resize="crop") as plain:
+        with VideoReader(write_lossless(tmp_path / "plain.mp4", upright), size=(32, 24), resize="crop") as plain:
             assert _psnr(r[3], plain[3]) > 40
 
 
 def test_unrotated_file_reports_no_rotation(tmp_path):
-    path = write_rotated(tmp_path / "plain.mp4", _upright(), 0)
+    path = write_lossless(tmp_path / "plain.mp4", _upright())
     assert probe_video(path).rotation == 0
 
 

@@ -203,12 +203,15 @@ def make_camera_path(
     fps: float,
     options: PathOptions = PathOptions(),
     scene_depth: float | None = None,
+    timestamps: np.ndarray | None = None,
 ) -> CameraPath:
     """Target cameras for every output frame.
 
     source_c2w:  [M, 4, 4] camera-to-world of the M source frames (geometry world frame, OpenCV axes).
     source_K:    [3, 3] source intrinsics in pixels at (height, width); every output frame uses it.
     scene_depth: the first frame's foreground depth (``foreground_depth``), required for radius="scene".
+    timestamps:  [M] source frame times in seconds for a variable-rate source: the time map then follows
+                 real time (``time_map``); None = evenly spaced frames.
 
     Frame count: ``output_frame_count`` (n_frames or M, plus freeze_repeat; with adaptive_frames clamped by
     ``adaptive_frame_count``; at most max_frames); the time map stretches over it (freeze copies scale with it). The
@@ -237,7 +240,7 @@ def make_camera_path(
     repeat = min(round(options.freeze_repeat * n / frames.nominal), n - 1)
     source_index = time_map(
         n, n_source, spec.time, options.interpolation, options.time_mode, options.slowmo,
-        options.freeze_frame, repeat,
+        options.freeze_frame, repeat, timestamps,
     )
     positions = np.linspace(0.0, 1.0, n)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported by CameraPath's finite check

@@ -22,7 +22,7 @@ from geometry.unproject import cover_hw, crop_intrinsics, scale_intrinsics
 from pipeline.manifest import StageKey, text_sha256
 from pipeline.stages.config import OutputSettings
 from pipeline.stages.source import SourceVideo
-from pipeline.video_io import VideoInfo
+from pipeline.video_io import VideoInfo, frame_times
 from trajectories import (
     CameraPath,
     FrameCount,
@@ -98,14 +98,17 @@ def colour_size(source: VideoInfo, settings: OutputSettings) -> tuple[int, int]:
 
 
 def build_camera_path(
-    geometry: GeometryCache, spec: TrajectorySpec, options: PathOptions, settings: OutputSettings, source: VideoInfo
+    geometry: GeometryCache, spec: TrajectorySpec, options: PathOptions, settings: OutputSettings, source: VideoInfo,
+    timestamps: np.ndarray | None = None,
 ) -> CameraPath:
-    """The target cameras: the trajectory around the geometry's cameras, at the working resolution."""
+    """The target cameras: the trajectory around the geometry's cameras, at the working resolution;
+    ``timestamps`` (seconds per source frame) make the time map follow a variable-rate source's real time."""
     conf0 = geometry.conf[0] if geometry.conf is not None else None
     scene_depth = foreground_depth(geometry.depth[0], conf0) if options.radius == "scene" else None
     K = output_intrinsics(geometry.intrinsics[0], geometry.resolution, (source.height, source.width), settings)
     return make_camera_path(
-        spec, geometry.c2w, K, settings.width, settings.height, settings.fps or source.fps, options, scene_depth
+        spec, geometry.c2w, K, settings.width, settings.height, settings.fps or source.fps, options, scene_depth,
+        timestamps,
     )
 
 
@@ -122,7 +125,9 @@ def render_key(source: SourceVideo, geometry_digest: str | None, spec: Trajector
         "render",
         VERSION,
         inputs={**source.key_inputs, "geometry": geometry_digest, "trajectory": text_sha256(spec.text)},
-        params={"path": dataclasses.asdict(options), "render": dataclasses.asdict(settings)},
+        # A variable-rate source's time map follows its timestamps (absent otherwise: earlier keys stay valid).
+        params={"path": dataclasses.asdict(options), "render": dataclasses.asdict(settings),
+                **({"timing": "timestamps"} if source.info.variable_rate else {})},
     )
 
 
@@ -131,6 +136,7 @@ def produce_render(out_dir: Path, source: SourceVideo, geometry_file: Path, spec
     from pipeline.render_output import RenderOptions, render_to_folder
 
     geometry = load_geometry(geometry_file, expect_frames=source.info.num_frames)
-    camera_path = build_camera_path(geometry, spec, options, settings, source.info)
+    timestamps = frame_times(source.path) if source.info.variable_rate else None
+    camera_path = build_camera_path(geometry, spec, options, settings, source.info, timestamps)
     render_to_folder(source.path, geometry, camera_path, out_dir,
                      RenderOptions(device=device, colour_size=colour_size(source.info, settings)))

@@ -48,6 +48,6 @@ def open_source(path: Path) -> SourceVideo:
             f"at least {MIN_SOURCE_SIDE} px on each side is needed"
         )
     if info.variable_rate:
-        log.warning("%s: variable frame rate; its frames are treated as evenly spaced at the average %.3g fps, "
-                    "so time maps (slow motion, freezes) count frames, not seconds", path, info.fps)
+        log.warning("%s: variable frame rate (average %.3g fps); the time map follows its timestamps, and the "
+                    "output plays at a constant %.3g fps", path, info.fps, info.fps)
     return SourceVideo(path=Path(path), sha256=file_sha256(path), info=info)
