@@ -400,17 +400,20 @@ def run_batch(cfg: RunConfig) -> list[dict]:
         (_run_stage_on_ranks if on_ranks else run_stage)(batch, stage, records)
     if not cfg.dry_run and publish:
         for r in records:
-            if r.error is not None:
+            if "publish" not in r.outcomes:
                 _withdraw_outputs(r)
     return _gather(batch, records)
 
 
 def _withdraw_outputs(r: VideoRecord) -> None:
-    """A failed video's earlier published outputs would look current: remove them and say so."""
+    """A video that failed or was blocked before publishing: its earlier published outputs would look
+    current, so they are removed, and the error (or the log) says so."""
     removed = publish_stage.withdraw(r.paths.output)
-    if removed:
-        note = f"the outputs of an earlier run in {r.paths.output} were withdrawn ({', '.join(removed)})"
-        log.warning("%s: %s", r.path.name, note)
+    if not removed:
+        return
+    note = f"the outputs of an earlier run in {r.paths.output} were withdrawn ({', '.join(removed)})"
+    log.warning("%s: %s", r.path.name, note)
+    if r.error is not None:
         r.error += f"; {note}"
 
 

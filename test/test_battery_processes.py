@@ -163,3 +163,21 @@ def test_publish_without_a_result_removes_an_earlier_result(case):
     assert code == 3, out + err
     assert not stale.exists() and (case["out"] / "good" / "preview.mp4").is_file()
     assert json.loads((case["out"] / "good" / "manifest.json").read_text())["outputs"].get("generated.mp4") is None
+
+
+def test_blocked_rerun_withdraws_the_published_outputs(case):
+    """Replace the video by one without a provided geometry cache (DA3 weights missing): the rerun cannot
+    render it, so the previous video's preview must not stay published."""
+    fast = ["--width", "64", "--height", "48", "--disable_adaptive_frame"]
+    args = run_args(case)[: -len(SLOW)] + fast
+    assert finish(start(*args))[0] == 3
+    published = case["out"] / "good"
+    assert (published / "preview.mp4").is_file()
+    (case["inp"] / "geometry" / "good.npz").unlink()
+    (case["inp"] / "geometry" / "good.json").unlink()
+    add_video(case["inp"], "good", n_frames=14, geometry=False)
+    code, out, err = finish(start(*args))
+    assert code == 3, out + err  # weights missing: not an error of the video
+    assert_clean(out + err)
+    assert "the outputs of an earlier run" in err and str(published) in err
+    assert read_manifest(published) is None and sorted(p.name for p in published.iterdir()) == []
