@@ -46,19 +46,39 @@ def folder_lock(folder: str | os.PathLike, shared: bool = False) -> Iterator[Non
     process ends, however it ends, so a killed run never leaves a stale lock. Waiting is logged.
     """
     folder = Path(folder)
-    if shared and not folder.is_dir():
-        yield
-        return
-    if not shared:
-        folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-    try:
+    while True:
+        if not shared:
+            folder.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            if shared:  # nothing there: no writer to wait for
+                yield
+                return
+            continue
         try:
             fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             log.info("%s: another run is writing it; waiting for that run to finish", folder)
             fcntl.flock(fd, mode)
+        if _same_folder(fd, folder):
+            break
+        os.close(fd)  # the holder removed the folder (``remove_if_empty``) while this run waited: start again
+    try:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def _same_folder(fd: int, folder: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(folder))
+    except FileNotFoundError:
+        return False
+
+
+def remove_if_empty(folder: str | os.PathLike) -> None:
+    """Remove ``folder`` if it holds nothing (call while holding its ``folder_lock``; waiters then retry)."""
+    with contextlib.suppress(OSError):
+        Path(folder).rmdir()

@@ -148,8 +148,7 @@ def test_failed_rerun_withdraws_the_published_outputs(case):
     assert code == 1, out + err
     assert_clean(out + err)
     assert "withdrawn" in out and str(published) in out
-    assert read_manifest(published) is None
-    assert sorted(p.name for p in published.iterdir()) == []
+    assert not published.exists()
     assert "the outputs of an earlier run" in err  # the log says so as well as the table
 
 
@@ -180,4 +179,17 @@ def test_blocked_rerun_withdraws_the_published_outputs(case):
     assert code == 3, out + err  # weights missing: not an error of the video
     assert_clean(out + err)
     assert "the outputs of an earlier run" in err and str(published) in err
-    assert read_manifest(published) is None and sorted(p.name for p in published.iterdir()) == []
+    assert not published.exists()
+
+
+def test_a_render_that_fails_leaves_no_empty_folder(case):
+    """The geometry cache belongs to a 24-frame clip: the render fails inside the stage, naming the cache,
+    and the folder it would have written is not left behind."""
+    other = add_video(case["tmp"] / "other", "long", n_frames=24)
+    out = case["tmp"] / "render"
+    code, stdout, err = finish(start("render", "--video", str(case["inp"] / "good.mp4"), "--geometry",
+                                     str(other.parent / "geometry" / "long.npz"), "--traj", str(case["traj"]),
+                                     "--out", str(out), "--width", "64", "--height", "48"))
+    assert code == 1 and "long.npz" in err, stdout + err
+    assert_clean(stdout + err)
+    assert not out.exists()

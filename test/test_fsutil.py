@@ -101,3 +101,37 @@ def test_shared_lock_is_a_no_op_for_a_missing_folder_and_waits_for_a_writer(tmp_
     readers.wait()
     writer.join(30)
     assert done.is_set()
+
+
+def test_a_waiter_follows_a_folder_removed_and_recreated_by_the_holder(tmp_path: Path):
+    """The holder removes the (empty) folder while another waits: the waiter must end up holding the lock
+    of the folder now at that path, not of the deleted one (else a third run could write there unlocked)."""
+    import fcntl
+    import os
+    import threading
+    import time
+
+    from pipeline.fsutil import folder_lock, remove_if_empty
+
+    folder = tmp_path / "stage"
+    seen = []
+
+    def wait_then_probe():
+        with folder_lock(folder):
+            probe = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)  # what a third run would lock
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                seen.append("free")
+            except BlockingIOError:
+                seen.append("held")
+            finally:
+                os.close(probe)
+
+    with folder_lock(folder):
+        waiter = threading.Thread(target=wait_then_probe)
+        waiter.start()
+        time.sleep(0.5)  # the waiter now blocks on this folder
+        remove_if_empty(folder)
+        assert not folder.exists()
+    waiter.join(30)
+    assert seen == ["held"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
-from pipeline.fsutil import folder_lock
+from pipeline.fsutil import folder_lock, remove_if_empty
 from pipeline.manifest import StageKey, check_manifest, invalidate, manifest_digest, read_manifest, write_manifest
 
 log = logging.getLogger("pipeline")
@@ -147,5 +147,9 @@ def run_cached(
         if now.action == "reuse":
             return Outcome(stage, "reuse", f"{now.reason} (written by another run meanwhile)", current_digest(out_dir))
         begin(out_dir)
-        produce(Path(out_dir))
+        try:
+            produce(Path(out_dir))
+        except BaseException:
+            remove_if_empty(out_dir)  # a failed first run leaves no empty folder behind
+            raise
         return Outcome(stage, "run", decision.reason, commit(out_dir, key, outputs))

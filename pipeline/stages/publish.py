@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.fsutil import atomic_write, folder_lock
+from pipeline.fsutil import atomic_write, folder_lock, remove_if_empty
 from pipeline.layout import GENERATED_FILE
 from pipeline.manifest import StageKey, invalidate, manifest_path
 from pipeline.stages.config import OutputSettings
@@ -29,7 +29,8 @@ def outputs(with_result: bool) -> list[str]:
 
 def withdraw(out_dir: Path) -> list[str]:
     """Remove an earlier run's manifest, then its published files, from ``out_dir`` (after this video's run
-    failed, so nothing there looks like a result for the new input); returns the names removed."""
+    failed, so nothing there looks like a result for the new input), and the folder if that empties it;
+    returns the names removed."""
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         return []
@@ -38,6 +39,7 @@ def withdraw(out_dir: Path) -> list[str]:
         invalidate(out_dir)
         for name in outputs(True):
             (out_dir / name).unlink(missing_ok=True)
+        remove_if_empty(out_dir)
     return removed
 
 
