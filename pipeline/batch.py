@@ -33,11 +33,10 @@ from pipeline.stages.cached import (
     MissingWeightsError,
     Outcome,
     Policy,
-    begin,
-    commit,
     current_digest,
     decide,
     describe_missing,
+    produce_and_commit,
     run_cached,
 )
 from pipeline.stages.config import SKIP_FLAGS, STAGES, STEP_OF_STAGE, RunConfig
@@ -235,9 +234,8 @@ def _caption_stage(batch: Batch, records: list[VideoRecord]) -> None:
             continue
         try:
             with folder_lock(r.paths.caption):
-                begin(r.paths.caption)
-                caption_stage.write_caption(r.paths.caption, text)
-                digest = commit(r.paths.caption, key, caption_stage.OUTPUTS)
+                digest = produce_and_commit(r.paths.caption, key, caption_stage.OUTPUTS,
+                                            lambda out: caption_stage.write_caption(out, text))
             r.outcomes["caption"] = Outcome("caption", "run", reason, digest)
             _log_outcome(r, "caption")
         except Exception as exc:  # noqa: BLE001

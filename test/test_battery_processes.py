@@ -124,7 +124,8 @@ def test_sigint_mid_render_stops_cleanly_then_rerun_finishes(case):
     assert code == 130, out + err
     assert_clean(out + err)
     assert "interrupted" in err.lower()
-    assert read_manifest(render_dir) is None and not leftovers(case["out"], case["work"])
+    assert read_manifest(render_dir) is None, out + err
+    assert not leftovers(case["out"], case["work"]), out + err
     code, out, err = finish(start(*run_args(case)))
     assert code == 3, out + err
     assert read_manifest(render_dir) is not None and (case["out"] / "good" / "preview.mp4").is_file()

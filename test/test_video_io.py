@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from fractions import Fraction
 
 import av
 import numpy as np
@@ -243,21 +242,11 @@ def test_write_planes_validates_layout(tmp_path):
 
 
 def _timed_clip(path, steps_ms):
-    """H.264 in a millisecond time base with the given pts steps between frames."""
-    with av.open(str(path), "w") as c:
-        stream = c.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, 1000)
-        pts = 0
-        for i, step in enumerate([0, *steps_ms]):
-            pts += step
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 10 * i, np.uint8), format="rgb24")
-            frame.pts, frame.time_base = pts, Fraction(1, 1000)
-            for packet in stream.encode(frame):
-                c.mux(packet)
-        for packet in stream.encode():
-            c.mux(packet)
-    return path
+    """12 frames whose timestamps are the cumulative sums of ``steps_ms`` (milliseconds)."""
+    from pipeline_inputs import write_lossless
+
+    frames = np.repeat(np.arange(0, 120, 10, dtype=np.uint8)[:, None, None, None], 48 * 64 * 3).reshape(12, 48, 64, 3)
+    return write_lossless(path, frames, times=np.cumsum([0, *steps_ms]) / 1000)
 
 
 def test_variable_frame_rate_is_detected_and_logged(tmp_path, caplog):

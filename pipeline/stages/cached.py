@@ -8,7 +8,8 @@ Protocol for every stage output folder (see ``pipeline.manifest``):
   begin   delete the manifest (a killed run now leaves a stale folder, never a trusted one) and
           the temporary files of an earlier killed run (only the lock holder writes, so every
           temporary file there belongs to a dead run)
-  produce the stage writes its files (each atomically)
+  produce the stage writes its files (each atomically); if it fails (Ctrl-C included), its temporary
+          files are removed, and the folder if that empties it
   commit  write the manifest last, then release the lock
 """
 
@@ -91,11 +92,17 @@ def decide(stage: str, out_dir: Path, key: StageKey, policy: Policy, weights: Se
 
 
 def begin(out_dir: Path) -> None:
-    """Withdraw the manifest and clear temporary files a killed run left (``pipeline.fsutil`` names them ``.*.tmp*``)."""
+    """Withdraw the manifest and clear temporary files a killed run left."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     invalidate(out_dir)
-    for leftover in out_dir.glob(".*.tmp*"):
+    clear_temporary(out_dir)
+
+
+def clear_temporary(out_dir: Path) -> None:
+    """Remove the temporary files in ``out_dir`` (``pipeline.fsutil`` names them ``.*.tmp*``); call with
+    the folder's lock held, when no other writer can be using them."""
+    for leftover in Path(out_dir).glob(".*.tmp*"):
         if leftover.is_file():
             leftover.unlink()
 
@@ -146,10 +153,17 @@ def run_cached(
         now = decide(stage, out_dir, key, policy, weights)
         if now.action == "reuse":
             return Outcome(stage, "reuse", f"{now.reason} (written by another run meanwhile)", current_digest(out_dir))
-        begin(out_dir)
-        try:
-            produce(Path(out_dir))
-        except BaseException:
-            remove_if_empty(out_dir)  # a failed first run leaves no empty folder behind
-            raise
-        return Outcome(stage, "run", decision.reason, commit(out_dir, key, outputs))
+        return Outcome(stage, "run", decision.reason, produce_and_commit(out_dir, key, outputs, produce))
+
+
+def produce_and_commit(out_dir: Path, key: StageKey, outputs: list[str], produce: Callable[[Path], None]) -> str:
+    """begin -> produce(out_dir) -> commit; returns the manifest digest. The caller holds the folder's
+    exclusive lock. On any failure (Ctrl-C included) the temporary files go, and the folder if empty."""
+    begin(out_dir)
+    try:
+        produce(Path(out_dir))
+    except BaseException:  # e.g. Ctrl-C between creating a temporary file and guarding it
+        clear_temporary(out_dir)
+        remove_if_empty(out_dir)  # a failed first run leaves no empty folder behind
+        raise
+    return commit(out_dir, key, outputs)
