@@ -22,7 +22,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from pipeline import dist
-from pipeline.fsutil import atomic_write
+from pipeline.fsutil import atomic_write, folder_lock
 from pipeline.inputs import InputItem, PreparedInput, find_inputs, prepare_input
 from pipeline.layout import GEOMETRY_FILE, GENERATED_FILE, VideoPaths
 from pipeline.stages import caption as caption_stage
@@ -34,11 +34,10 @@ from pipeline.stages.cached import (
     MissingWeightsError,
     Outcome,
     Policy,
-    begin,
-    commit,
     current_digest,
     decide,
     describe_missing,
+    produce_and_commit,
     run_cached,
 )
 from pipeline.stages.config import SKIP_FLAGS, STAGES, STEP_OF_STAGE, RunConfig
@@ -54,7 +53,6 @@ EXIT_FAILED = 1
 EXIT_WEIGHTS_MISSING = 3
 DEPENDS = {"caption": (), "geometry": (), "render": ("geometry",), "generate": ("caption", "render"),
            "publish": ("render",)}
-GENERATION_MULTIPLE = 16  # latent 8x and patch 2x
 
 
 def _weight(row: list) -> WeightFile:
@@ -167,12 +165,6 @@ def prepare(cfg: RunConfig) -> tuple[list[InputItem], Batch]:
         options = PathOptions(**cfg.path_options)
     except ValueError as exc:
         raise PipelineError(f"invalid trajectory option: {exc}") from None
-    w, h = cfg.render.width, cfg.render.height
-    if w % GENERATION_MULTIPLE or h % GENERATION_MULTIPLE or min(w, h) < GENERATION_MULTIPLE:
-        raise PipelineError(
-            f"--width {w} --height {h}: both must be positive multiples of {GENERATION_MULTIPLE} "
-            "(the generator works on 8x-downsampled latents in 2x2 patches); e.g. 832x480"
-        )
     render_stage.check_settings(cfg.render)
     captions: dict[str, str] = {}
     if cfg.captions_file is not None:
@@ -250,10 +242,10 @@ def _caption_stage(batch: Batch, records: list[VideoRecord]) -> None:
         if text is None:
             continue
         try:
-            begin(r.paths.caption)
-            caption_stage.write_caption(r.paths.caption, text)
-            r.outcomes["caption"] = Outcome("caption", "run", reason,
-                                            commit(r.paths.caption, key, caption_stage.OUTPUTS))
+            with folder_lock(r.paths.caption):
+                digest = produce_and_commit(r.paths.caption, key, caption_stage.OUTPUTS,
+                                            lambda out: caption_stage.write_caption(out, text))
+            r.outcomes["caption"] = Outcome("caption", "run", reason, digest)
             _log_outcome(r, "caption")
         except Exception as exc:  # noqa: BLE001
             _fail(r, "caption", exc)
@@ -286,13 +278,15 @@ def _geometry_one(batch: Batch, r: VideoRecord) -> Outcome:
 def _render_one(batch: Batch, r: VideoRecord) -> Outcome:
     cfg = batch.cfg
     spec = r.prepared.trajectory if r.prepared is not None and r.prepared.trajectory is not None else batch.spec
+    frames = render_stage.log_frame_count(spec, r.source, batch.path_options)
     key = render_stage.render_key(r.source, r.outcomes["geometry"].digest, spec, batch.path_options, cfg.render)
-    return run_cached(
+    outcome = run_cached(
         "render", r.paths.render, key, render_stage.OUTPUTS,
         lambda out: render_stage.produce_render(out, r.source, r.paths.geometry / GEOMETRY_FILE, spec,
                                                 batch.path_options, cfg.render, batch.device("render")),
         batch.policy("render"),
     )
+    return dataclasses.replace(outcome, reason=f"{outcome.reason}; {frames.describe()}")
 
 
 def _generate_one(batch: Batch, r: VideoRecord) -> Outcome:
@@ -393,6 +387,7 @@ def open_records(batch: Batch, videos: list[InputItem]) -> list[VideoRecord]:
         try:
             r.prepared = prepare_input(item, r.paths.work)
             r.source = open_source(r.prepared.video, static=r.prepared.static)
+            render_stage.check_time_options(batch.path_options, r.source.info, r.source.path)
         except Exception as exc:  # noqa: BLE001
             _fail(r, "input", exc)
         records.append(r)
@@ -425,7 +420,23 @@ def run_batch(cfg: RunConfig) -> list[dict]:
                     and _stage_nproc(cfg, stage) > 1)
         log.info("stage %s%s", stage, " (torchrun)" if on_ranks else "")
         (_run_stage_on_ranks if on_ranks else run_stage)(batch, stage, records)
+    if not cfg.dry_run and publish:
+        for r in records:
+            if "publish" not in r.outcomes:
+                _withdraw_outputs(r)
     return _gather(batch, records)
+
+
+def _withdraw_outputs(r: VideoRecord) -> None:
+    """A video that failed or was blocked before publishing: its earlier published outputs would look
+    current, so they are removed, and the error (or the log) says so."""
+    removed = publish_stage.withdraw(r.paths.output)
+    if not removed:
+        return
+    note = f"the outputs of an earlier run in {r.paths.output} were withdrawn ({', '.join(removed)})"
+    log.warning("%s: %s", r.path.name, note)
+    if r.error is not None:
+        r.error += f"; {note}"
 
 
 def run_worker(cfg: RunConfig, stage: str, results: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
@@ -26,6 +27,7 @@ from trajectories.timemap import TIME_PRESETS
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINTS = Path(os.environ.get("INSPATIO_CHECKPOINTS", REPO / "checkpoints"))
 _PATH_DEFAULTS = PathOptions()
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 _GEOMETRY_DEFAULTS = GeometrySettings()
 log = logging.getLogger("pipeline")
 
@@ -101,6 +103,9 @@ BATCH_OPTIONS = [
     _opt("freeze_repeat", int, 0, "Insert this many copies of the freeze frame (time stops, camera moves)."),
     _opt("freeze_frame", Optional[int], None, "Source frame to freeze. [default: the middle frame]"),
     _opt("num_frames", Optional[int], None, "Nominal output frame count. [default: the source frame count]"),
+    _opt("max_frames", int, _PATH_DEFAULTS.max_frames,
+         "Cap on the adaptive output frame count (the camera then moves faster than 0.8 degrees/frame); "
+         "--num_frames + --freeze_repeat may not exceed it. Raise it for very long paths."),
     _opt("interpolation", Literal["exact", "reference"], _PATH_DEFAULTS.interpolation,
          "Keyframe interpolation: exact (through every key, no overshoot) or reference (its smoothing spline)."),
     _opt("radius_mode", Literal["scene", "absolute"], _PATH_DEFAULTS.radius,
@@ -148,7 +153,49 @@ def _path_options(o: dict) -> dict:
         relative_to_source=o["relative_to_source"], rotation_only=o["rotation_only"],
         adaptive_frames=not o["disable_adaptive_frame"], freeze_frame=o["freeze_frame"],
         freeze_repeat=o["freeze_repeat"], time_mode=o["time_mode"], slowmo=o["slowmo"], time_preset=o["time_preset"],
+        max_frames=o["max_frames"],
     ))
+
+
+def check_flags(o: dict, batch: bool) -> None:
+    """Every option value, checked once before anything is read or written; raises ValueError naming
+    the flag. ``batch``: also the options only the batch commands use (GPUs, torchrun; the DA3 options
+    are checked by ``build_config``). ``--freeze_frame`` against each video: ``check_time_options``."""
+    from pipeline.stages import render as render_stage
+    from pipeline.stages.source import MIN_SOURCE_FRAMES
+
+    render_stage.check_settings(_render_settings(o))
+    counts = [
+        ("--num_frames", o["num_frames"], MIN_SOURCE_FRAMES, "one generation block"),
+        ("--max_frames", o["max_frames"], MIN_SOURCE_FRAMES, "one generation block"),
+        ("--freeze_repeat", o["freeze_repeat"], 0, "no freeze"),
+        ("--freeze_frame", o["freeze_frame"], 0, "the first source frame"),
+    ]
+    if batch:
+        counts.append(("--step3_nproc", o["step3_nproc"], 1, "one process"))
+    for flag, value, low, meaning in counts:
+        if value is not None and value < low:
+            raise ValueError(f"{flag} {value}: must be at least {low} ({meaning})")
+    if not (math.isfinite(o["slowmo"]) and o["slowmo"] >= 1):
+        raise ValueError(f"--slowmo {o['slowmo']:g}: must be a finite factor of at least 1 (2 = half speed)")
+    nominal = o["num_frames"] or MIN_SOURCE_FRAMES  # without --num_frames, the shortest source possible
+    if nominal + o["freeze_repeat"] > o["max_frames"]:
+        raise ValueError(f"--num_frames {o['num_frames'] or f'(at least {MIN_SOURCE_FRAMES})'} + --freeze_repeat "
+                         f"{o['freeze_repeat']} output frames exceed --max_frames {o['max_frames']}; raise "
+                         "--max_frames or ask for fewer frames")
+    if o["freeze_frame"] is not None and not o["freeze_repeat"]:
+        log.warning("--freeze_frame %s has no effect without --freeze_repeat", o["freeze_frame"])
+    if not batch:
+        return
+    if o["geometry_dir"] is not None and not Path(o["geometry_dir"]).is_dir():
+        raise ValueError(f"--geometry_dir {o['geometry_dir']}: not a folder; give the folder that holds "
+                         "<video stem>.npz caches, or leave it out to estimate the geometry")
+    if not 1 <= o["master_port"] <= 65535:
+        raise ValueError(f"--master_port {o['master_port']}: must be a TCP port in 1..65535")
+    for step in ("1", "2", "3"):
+        flag = f"--step{step}_gpus"
+        if not all(g.isdigit() for g in _gpus(o[f"step{step}_gpus"])):
+            raise ValueError(f"{flag} {o[f'step{step}_gpus']!r}: must be GPU ids separated by commas, e.g. 0,1")
 
 
 def _render_settings(o: dict) -> OutputSettings:
@@ -235,6 +282,7 @@ def run_batch_command(o: dict, stages: tuple[str, ...]) -> None:
 
     setup_logging(o["verbose"])
     try:
+        check_flags(o, batch=True)
         cfg = build_config(o, stages)
         summaries = run_batch(cfg)
     except (ValueError, OSError) as exc:  # run-level problems: input folder, trajectory, options, output folder
@@ -257,15 +305,17 @@ def _render_files(o: dict) -> None:
     if None in (o["video"], o["geometry"], o["out"], o["traj_txt_path"]):
         _fail("render on explicit files needs --video, --geometry, --traj and --out")
     try:
+        check_flags(o, batch=False)
         source = open_source(o["video"])
         spec = read_trajectory(find_trajectory(o["traj_txt_path"]))
         options = PathOptions(**_path_options(o))
+        render_stage.check_time_options(options, source.info, source.path)
         settings = _render_settings(o)
-        render_stage.check_settings(settings)
         geometry_file = Path(o["geometry"])
         if not geometry_file.is_file():
             raise FileNotFoundError(f"geometry cache {geometry_file} not found; check --geometry")
         device = device_for(current_rank(), _gpus(o["step2_gpus"]))
+        frames = render_stage.log_frame_count(spec, source, options)
         key = render_stage.render_key(source, file_sha256(geometry_file), spec, options, settings)
         outcome = run_cached(
             "render", o["out"], key, render_stage.OUTPUTS,
@@ -275,17 +325,22 @@ def _render_files(o: dict) -> None:
     except (ValueError, OSError, RuntimeError) as exc:
         _fail(str(exc))
     verb = {"run": "would render" if o["dry_run"] else "rendered", "reuse": "reused"}[outcome.action]
-    typer.echo(f"{verb} {o['out']} ({outcome.reason})")
+    typer.echo(f"{verb} {o['out']}: {frames.describe()} ({outcome.reason})")
 
 
 def _command(stages: tuple[str, ...], extra: list[inspect.Parameter] = ()):
     params = [*BATCH_OPTIONS, *extra]
 
     def command(**o: Any) -> None:
-        if o.get("video") is not None:
-            _render_files(o)
-        else:
-            run_batch_command(o, stages)
+        try:
+            if o.get("video") is not None:
+                _render_files(o)
+            else:
+                run_batch_command(o, stages)
+        except KeyboardInterrupt:  # Ctrl-C: the open outputs were discarded, the finished stages are kept
+            typer.echo("error: interrupted; nothing half-written was kept. Run the same command again to "
+                       "continue: finished stages are reused.", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     command.__signature__ = inspect.Signature(params)
     command.__annotations__ = {p.name: p.annotation for p in params}

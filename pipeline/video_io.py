@@ -3,7 +3,9 @@
 Frames are ``uint8 [H, W, 3]`` RGB. Reading keeps the source frame rate and gives frame-accurate
 random access: increasing indices decode forward, anything else seeks to the keyframe before the
 target and decodes up to it. Frames are identified by presentation timestamp, so B-frames and
-variable frame rates are handled.
+variable frame rates are handled (a variable-rate video is indexed as if evenly spaced at its average
+rate; ``VideoInfo.variable_rate`` says so). Frames come out upright: the container's display rotation
+(phone portrait video) is applied before resizing, and ``VideoInfo`` gives the size as shown.
 
 Resize policies (``size=(W, H)``):
   ``stretch``  scale the whole frame to W x H, ignoring aspect (what the reference system does).
@@ -42,6 +44,9 @@ Resize = Literal["stretch", "crop"]
 _CACHE_FRAMES = 8
 # Decoding forward is cheaper than seeking when the target is at most this many frames ahead.
 _FORWARD_GAP = 32
+# Frame intervals may differ by this fraction of their median before a video counts as variable-rate
+# (timestamps rounded to the time base differ by a tick).
+VFR_TOLERANCE = 0.1
 # BT.601 RGB -> (Y, Cb, Cr) rows for RGB in [0, 1], and limited-range scale and offset, as swscale
 # converts untagged video (and decoders convert back).
 _YUV_ROWS = ((0.299, 0.587, 0.114), (-0.299 / 1.772, -0.587 / 1.772, 0.5), (0.5, -0.587 / 1.402, -0.114 / 1.402))
@@ -56,10 +61,17 @@ class VideoError(ValueError):
 
 @dataclass(frozen=True)
 class VideoInfo:
+    """Size of the frames as shown (after ``rotation``), frame rate and count. ``rotation``: degrees
+    counter-clockwise (0, 90, 180 or 270) the stored picture is turned by to show it upright (the
+    container's display matrix, as phones record portrait video); readers apply it. Frames are read by
+    index: a variable-rate video is treated as if its frames were evenly spaced at ``fps``."""
+
     width: int
     height: int
     fps: float
     num_frames: int
+    rotation: int = 0
+    variable_rate: bool = False  # frame intervals differ by more than VFR_TOLERANCE; ``fps`` is then their average
 
 
 @dataclass(frozen=True)
@@ -105,9 +117,31 @@ class _Index:
 
     pts: np.ndarray  # [N] int64, sorted
     fps: float
-    width: int
+    width: int  # as shown, after the rotation
     height: int
     seekable: bool
+    rotation: int = 0  # degrees counter-clockwise, 0/90/180/270 (VideoInfo.rotation)
+    time_base: Fraction = Fraction(1)  # seconds per pts tick
+
+    @property
+    def variable_rate(self) -> bool:
+        """Whether the frame intervals (pts steps) spread by more than ``VFR_TOLERANCE`` of their median."""
+        steps = np.diff(self.pts)
+        return len(steps) > 1 and float(steps.max() - steps.min()) > VFR_TOLERANCE * float(np.median(steps))
+
+
+def _rotation(path: Path, container: av.container.InputContainer) -> int:
+    """The display rotation of the first frame (degrees counter-clockwise, in 0/90/180/270)."""
+    try:
+        container.seek(0, stream=container.streams.video[0])
+        first = next(container.decode(video=0), None)
+    except av.error.FFmpegError:
+        return 0  # an undecodable stream is reported by the frame count
+    degrees = 0 if first is None else round(first.rotation)
+    if degrees % 90:
+        raise VideoError(f"{path}: display rotation of {degrees} degrees is not a multiple of 90; "
+                         "re-export the video upright")
+    return degrees % 360
 
 
 def _index(path: Path) -> _Index:
@@ -123,12 +157,24 @@ def _index(path: Path) -> _Index:
             raise VideoError(f"{path}: video data is corrupt or truncated: {e}") from e
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         width, height = stream.codec_context.width, stream.codec_context.height
+        rotation = _rotation(path, container) if pts else 0
+        time_base = stream.time_base or Fraction(1)
     finally:
         container.close()
     if not rate or width <= 0 or height <= 0:
         raise VideoError(f"{path}: video stream has no frame rate or size")
+    if rotation % 180:
+        width, height = height, width
     arr = np.unique(np.asarray(pts, dtype=np.int64))
-    return _Index(pts=arr, fps=float(rate), width=width, height=height, seekable=len(arr) == len(pts))
+    return _Index(pts=arr, fps=float(rate), width=width, height=height, seekable=len(arr) == len(pts),
+                  rotation=rotation, time_base=Fraction(time_base))
+
+
+def frame_times(path: str | os.PathLike) -> np.ndarray:
+    """[N] float64 presentation time in seconds of each frame, in display order (the source's real
+    timing; frame i of a reader is at ``frame_times(path)[i]``)."""
+    idx = _index(Path(path))
+    return idx.pts.astype(np.float64) * float(idx.time_base)
 
 
 def _count_decodable(path: Path) -> int:
@@ -162,10 +208,21 @@ def _info(path: Path, idx: _Index, min_frames: int, verify: bool) -> VideoInfo:
         raise VideoError(f"{path}: only {n} of {len(idx.pts)} frames decode; the file is truncated or corrupt")
     if n < min_frames:
         raise VideoError(f"{path}: has {n} frame(s); at least {min_frames} are needed")
-    return VideoInfo(width=idx.width, height=idx.height, fps=idx.fps, num_frames=n)
+    return VideoInfo(width=idx.width, height=idx.height, fps=idx.fps, num_frames=n, rotation=idx.rotation,
+                     variable_rate=idx.variable_rate)
 
 
-def _resize(frame: av.VideoFrame, size: tuple[int, int] | None, resize: Resize) -> np.ndarray:
+def _upright(frame: av.VideoFrame, rotation: int) -> av.VideoFrame:
+    """``frame`` turned ``rotation`` degrees counter-clockwise (a multiple of 90)."""
+    if not rotation:
+        return frame
+    rgb = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), rotation // 90))
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24")
+
+
+def _resize(frame: av.VideoFrame, size: tuple[int, int] | None, resize: Resize, rotation: int = 0) -> np.ndarray:
+    """The frame upright (``rotation``, degrees counter-clockwise), then resized to ``size`` (W, H) by ``resize``."""
+    frame = _upright(frame, rotation)
     if size is None or (frame.width, frame.height) == size:
         return frame.to_ndarray(format="rgb24")
     w, h = size
@@ -216,8 +273,9 @@ class VideoReader:
         self._next = 0  # index the open decoder yields next
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._decord = None
-        if backend == "decord":
-            self._decord = _open_decord(self.path, self.size if resize == "stretch" else None)
+        if backend == "decord":  # decord ignores the display rotation (dmlc/decord#24): rotated videos decode at the stored size
+            direct = resize == "stretch" and not self.info.rotation
+            self._decord = _open_decord(self.path, self.size if direct else None)
         elif backend != "pyav":
             raise ValueError(f"backend must be 'pyav' or 'decord', got {backend!r}")
 
@@ -275,9 +333,9 @@ class VideoReader:
 
     def _decode_decord(self, i: int) -> np.ndarray:
         rgb = self._decord[i].asnumpy()
-        if self.size is None or self.resize == "stretch":
+        if not self.info.rotation and (self.size is None or self.resize == "stretch"):
             return rgb
-        return _resize(av.VideoFrame.from_ndarray(rgb, format="rgb24"), self.size, self.resize)
+        return _resize(av.VideoFrame.from_ndarray(rgb, format="rgb24"), self.size, self.resize, self.info.rotation)
 
     def _restart(self, i: int) -> None:
         if self._container is None:
@@ -308,9 +366,9 @@ class VideoReader:
             pos = int(np.searchsorted(self._pts, frame.pts)) if frame.pts is not None else self._next
             self._next = pos + 1
             if pos == i:
-                return _resize(frame, self.size, self.resize)
+                return _resize(frame, self.size, self.resize, self.info.rotation)
             if keep_from <= pos < i and pos not in self._cache:
-                self._remember(pos, _resize(frame, self.size, self.resize))
+                self._remember(pos, _resize(frame, self.size, self.resize, self.info.rotation))
             if frame.pts is not None and frame.pts > target:
                 self.close()
                 raise VideoError(f"{self.path}: frame {i} (pts {target}) was not found while decoding")

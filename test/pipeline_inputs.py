@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 from geometry.cache import GeometryMeta, save_geometry
@@ -26,15 +28,45 @@ def synthetic_clip(n_frames: int, width: int, height: int):
     return clip, make_geometry(scene, clip, depth_hw=(max(8, height // 2), max(8, width // 2)))
 
 
+def write_lossless(path: Path, upright: np.ndarray, degrees: int = 0, times: np.ndarray | None = None,
+                   fps: float = FPS) -> Path:
+    """A lossless H.264 file that a player shows as ``upright`` [N, H, W, 3]. ``degrees``: stored turned that
+    far clockwise with a display matrix that turns it back counter-clockwise, as phones record portrait
+    video. ``times``: frame timestamps in seconds (a variable frame rate; millisecond time base)."""
+    stored = np.ascontiguousarray(np.rot90(upright, -(degrees // 90), axes=(1, 2)))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.height, stream.width = stored.shape[1:3]
+        stream.pix_fmt = "yuv444p"
+        stream.options = {"crf": "0"}
+        stream.set_display_rotation(degrees)
+        if times is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        for i, frame in enumerate(stored):
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            if times is not None:
+                vf.pts, vf.time_base = round(times[i] * 1000), Fraction(1, 1000)
+            for packet in stream.encode(vf):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
 def add_video(folder: Path, name: str, n_frames: int = 12, size: tuple[int, int] = (64, 48),
-              geometry: bool = True) -> Path:
-    """Write ``<folder>/<name>.mp4`` (a synthetic orbit clip) and, if asked, ``<folder>/geometry/<name>.npz``."""
+              geometry: bool = True, rotation: int | None = None, times: np.ndarray | None = None) -> Path:
+    """Write ``<folder>/<name>.mp4`` (a synthetic orbit clip) and, if asked, ``<folder>/geometry/<name>.npz``.
+    ``rotation`` / ``times``: write it lossless (``write_lossless``), stored turned by that many degrees with
+    display rotation metadata (0 = upright, same codec settings), or with these frame timestamps."""
     width, height = size
     clip, cache = synthetic_clip(n_frames, width, height)
     video = folder / f"{name}.mp4"
     folder.mkdir(parents=True, exist_ok=True)
     odd = width % 2 or height % 2
-    write_video(video, clip.frames, FPS, EncodeOptions(pix_fmt="yuv444p") if odd else EncodeOptions())
+    if rotation is not None or times is not None:
+        write_lossless(video, clip.frames, rotation or 0, times)
+    else:
+        write_video(video, clip.frames, FPS, EncodeOptions(pix_fmt="yuv444p") if odd else EncodeOptions())
     if geometry:
         meta = GeometryMeta(source_video=video.name, video_sha256=file_sha256(video), fps=FPS,
                             frame_count=n_frames, producer="test")

@@ -84,8 +84,9 @@ def test_empty_input_folder(case):
         ("0 nan\n0 10\n1 1\n", "non-finite"),
         ("0 10\n0 10\n", "missing the displacement line"),
         ("0 10\n0 10\n1 1\n0 1\n2\n", "unknown extra line"),
+        ("0 10\n0 10\n1 1e38\n", "displacement beyond"),
     ],
-    ids=["missing", "empty", "non-numeric", "nan", "missing-line", "five-lines"],
+    ids=["missing", "empty", "non-numeric", "nan", "missing-line", "five-lines", "huge-displacement"],
 )
 def test_bad_trajectory(case, text, expected):
     traj = case["tmp"] / "bad_traj.txt"
@@ -95,7 +96,8 @@ def test_bad_trajectory(case, text, expected):
     assert result.exit_code == 1
     assert expected in result.output and "bad_traj.txt" in result.output
     if text and text.strip():
-        token = {"non-numeric": "'ten'", "nan": "'nan'", "five-lines": "'2'"}.get(expected, "")
+        token = {"not a number": "'ten'", "non-finite": "'nan'", "unknown extra line": "'2'",
+                 "displacement beyond": "'1e38'"}.get(expected, "")
         assert token in result.output
     assert_nothing_written(case)
 

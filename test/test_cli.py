@@ -151,7 +151,7 @@ def test_wrapper_script(tmp_path):
 
 def test_bad_options(env):
     odd = cli(env, "--width", "70")
-    assert odd.exit_code == 1 and "multiples of 16" in odd.output
+    assert odd.exit_code == 1 and "multiple of 16" in odd.output
     slow = cli(env, "--slowmo", "0.5")
     assert slow.exit_code == 1 and "slowmo" in slow.output
     assert not env["out"].exists()

@@ -138,3 +138,25 @@ def test_stage_weights_follow_the_command_line(tmp_path):
     assert before == {"m/w.bin": 2}
     (tmp_path / "m" / "w.bin").write_bytes(b"123")
     assert weights_identity([tmp_path / "m"]) != before
+
+
+@pytest.mark.parametrize("earlier_run", [False, True])
+def test_interrupt_at_any_point_leaves_no_temporary_file(tmp_path, earlier_run):
+    """Ctrl-C can land between creating a temporary file and guarding it (e.g. inside ExitStack.enter_context):
+    the stage clears its folder's temporary files, and removes the folder if it created it for nothing."""
+    key = StageKey("render", 1, inputs={"video": "v"}, params={})
+    out = tmp_path / "stage"
+    if earlier_run:
+        out.mkdir()
+        (out / "old.mp4").write_text("an earlier output")
+
+    def interrupted(folder: Path) -> None:
+        (folder / ".render.abc123.tmp.mp4").write_text("unguarded")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_cached("render", out, key, ["render.mp4"], interrupted, Policy())
+    if earlier_run:
+        assert sorted(p.name for p in out.iterdir()) == ["old.mp4"] and read_manifest(out) is None
+    else:
+        assert not out.exists()

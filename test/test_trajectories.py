@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -228,3 +229,52 @@ def test_foreground_depth_statistic():
     assert foreground_depth(centre) == 4.0
     with pytest.raises(ValueError, match="no finite positive"):
         foreground_depth(np.zeros((8, 8)))
+
+
+def test_largest_displacement_gives_a_finite_path():
+    """The parse-time bound keeps every camera finite, even with a large scene scale."""
+    from trajectories.spec import MAX_DISPLACEMENT
+
+    text = f"0 90\n0 -180\n{MAX_DISPLACEMENT:g} {-MAX_DISPLACEMENT:g}\n"
+    path = make_camera_path(parse_trajectory(text), np.tile(np.eye(4), (9, 1, 1)), K, 64, 48, 8.0,
+                            PathOptions(adaptive_frames=False), scene_depth=1e3)
+    assert np.isfinite(path.c2w).all()
+    r = -MAX_DISPLACEMENT * 1e3  # last key: pitch 90, yaw -180 -> T = (0, -r, r) (trajectories.orbit)
+    np.testing.assert_allclose(path.c2w[-1, :3, 3], [0.0, -r, r], rtol=1e-12, atol=1e-6)
+
+
+@pytest.mark.parametrize("field", ["c2w", "intrinsics"])
+def test_camera_path_rejects_non_finite_cameras(field):
+    good = path_for("0 10\n0 20\n1\n", **ABSOLUTE)
+    values = {"c2w": good.c2w.copy(), "intrinsics": good.intrinsics.copy()}
+    values[field][7, 0, 2] = np.inf
+    with pytest.raises(ValueError, match=rf"{field}.*frame 7.*not finite"):
+        CameraPath(c2w=values["c2w"], intrinsics=values["intrinsics"], width=good.width, height=good.height,
+                   fps=good.fps, source_index=good.source_index)
+
+
+def test_huge_scene_scale_is_refused_before_rendering():
+    with pytest.raises(ValueError, match="not finite"):
+        make_camera_path(parse_trajectory("0 10\n0 20\n1e4\n"), np.tile(np.eye(4), (9, 1, 1)), K, 64, 48, 8.0,
+                         PathOptions(adaptive_frames=False), scene_depth=1e306)
+
+
+def test_adaptive_count_is_capped_by_max_frames():
+    """10,000 keyframes of +-20 degrees: the adaptive count (ceil(total / 0.8) + 1) is capped."""
+    from trajectories import output_frame_count
+
+    yaw = " ".join(["20", "-20"] * 5000)
+    spec = parse_trajectory(f"0\n{yaw}\n1\n")
+    uncapped = math.ceil(40 * 9999 / 0.8) + 1
+    free = output_frame_count(spec, 49, PathOptions(max_frames=10**6))
+    assert (free.count, free.adaptive, free.capped) == (uncapped, uncapped, False)
+    capped = output_frame_count(spec, 49, PathOptions())
+    assert (capped.count, capped.adaptive, capped.capped) == (1000, uncapped, True)
+    assert "1000 output frames" in capped.describe() and "--max_frames" in capped.describe()
+    path = make_camera_path(spec, np.tile(np.eye(4), (49, 1, 1)), K, 64, 48, 8.0, PathOptions(max_frames=300),
+                            scene_depth=1.0)
+    assert len(path) == 300 and path.source_index[0] == 0 and path.source_index[-1] == 48
+    with pytest.raises(ValueError, match="the source frames .* exceed --max_frames 1000"):
+        output_frame_count(spec, 995, PathOptions(freeze_repeat=6))
+    with pytest.raises(ValueError, match="max_frames"):
+        PathOptions(n_frames=990, freeze_repeat=20)

@@ -41,6 +41,9 @@ def test_comments_blank_lines_and_time_line():
         ("0\n-400 0\n1\n", 2, "-400", "beyond"),
         ("0\n0\n1\n0 1.5\n", 4, "1.5", "outside [0, 1]"),
         ("0\n0\n1\n-0.1\n", 4, "-0.1", "outside [0, 1]"),
+        ("0\n0\n1 1e38\n", 3, "1e38", "displacement beyond"),
+        ("0 10\n0\n-1e308\n", 3, "-1e308", "displacement beyond"),
+        ("0\n0\n1 10001\n", 3, "10001", "displacement beyond"),
     ],
 )
 def test_errors_name_file_line_and_token(tmp_path, text, line, token, words):
@@ -59,3 +62,14 @@ def test_errors_name_file_line_and_token(tmp_path, text, line, token, words):
 def test_missing_file_is_a_trajectory_error(tmp_path):
     with pytest.raises(TrajectoryError, match="not found"):
         load_trajectory(tmp_path / "absent.txt")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-8-sig"])
+def test_unicode_text_with_a_byte_order_mark_is_read(tmp_path, encoding):
+    path = tmp_path / "windows.txt"
+    text = "0 10\r\n0\t5\r\n1 1\r\n"
+    data = text.encode(encoding)
+    path.write_bytes(b"\xfe\xff" + data if encoding == "utf-16-be" else data)  # utf-16-be has no BOM by itself
+    spec = load_trajectory(path)
+    np.testing.assert_array_equal(spec.pitch, [0, 10])
+    np.testing.assert_array_equal(spec.yaw, [0, 5])

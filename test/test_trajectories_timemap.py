@@ -81,3 +81,29 @@ def test_adaptive_count_scales_the_freeze():
     longest = int(np.argmax(lengths))
     assert path.source_index[starts[longest]] == 20 and lengths[longest] >= repeat + 1
     assert path.source_index[0] == 0 and path.source_index[-1] == 48
+
+
+# A variable-rate source: 25 fps, then a 0.4 s gap (dropped frames), then 25 fps again.
+VFR_TIMES = np.r_[np.arange(20) * 0.04, 0.76 + 0.4 + np.arange(29) * 0.04]
+
+
+@pytest.mark.parametrize("time_mode, slowmo", [("forward", 1.0), ("reverse", 1.0), ("pingpong", 1.0), ("forward", 2.0)])
+def test_source_timestamps_map_real_time(time_mode, slowmo):
+    """With timestamps, output frame i shows the source frame nearest in time to the time map's moment
+    t = t_0 + tau_i (t_last - t_0) (brute-force nearest as the oracle; ties take the later frame)."""
+    n = 97
+    got = time_map(n, len(VFR_TIMES), time_mode=time_mode, slowmo=slowmo, timestamps=VFR_TIMES)
+    tau = source_times(n, time_mode=time_mode, slowmo=slowmo)
+    moments = VFR_TIMES[0] + tau * (VFR_TIMES[-1] - VFR_TIMES[0])
+    distance = np.abs(VFR_TIMES[None, :] - moments[:, None])
+    nearest = np.array([np.flatnonzero(d <= d.min() + 1e-9).max() for d in distance])
+    np.testing.assert_array_equal(got, nearest)
+    counted = time_map(n, len(VFR_TIMES), time_mode=time_mode, slowmo=slowmo)
+    assert not np.array_equal(got, counted)  # frame counting would play the gap at the wrong speed
+
+
+def test_evenly_spaced_timestamps_equal_frame_counting():
+    times = 3.0 + np.arange(49) / 24.0
+    for n in (25, 49, 121):
+        np.testing.assert_array_equal(time_map(n, 49, timestamps=times), time_map(n, 49))
+    np.testing.assert_array_equal(time_map(60, 49, freeze_repeat=5, timestamps=times), time_map(60, 49, freeze_repeat=5))

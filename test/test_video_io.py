@@ -239,3 +239,26 @@ def test_write_planes_validates_layout(tmp_path):
     assert not (tmp_path / "x.mp4").exists()
     with pytest.raises(VideoError, match="even width and height"):
         yuv_planes(torch.zeros(1, 3, 47, 64))
+
+
+def _timed_clip(path, steps_ms):
+    """12 frames whose timestamps are the cumulative sums of ``steps_ms`` (milliseconds)."""
+    from pipeline_inputs import write_lossless
+
+    frames = np.repeat(np.arange(0, 120, 10, dtype=np.uint8)[:, None, None, None], 48 * 64 * 3).reshape(12, 48, 64, 3)
+    return write_lossless(path, frames, times=np.cumsum([0, *steps_ms]) / 1000)
+
+
+def test_variable_frame_rate_is_detected_and_logged(tmp_path, caplog):
+    import logging
+
+    from pipeline.stages.source import open_source
+
+    steady = probe_video(_timed_clip(tmp_path / "cfr.mp4", [40] * 11))
+    assert not steady.variable_rate and steady.num_frames == 12
+    vfr_path = _timed_clip(tmp_path / "vfr.mp4", [40, 40, 40, 120, 40, 40, 200, 40, 40, 40, 40])
+    vfr = probe_video(vfr_path)
+    assert vfr.variable_rate and vfr.num_frames == 12
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        open_source(vfr_path)
+    assert "variable frame rate" in caplog.text and "vfr.mp4" in caplog.text

@@ -1,7 +1,14 @@
 """Camera paths from editable trajectory text files (pitch / yaw / displacement keyframes, or one
 world-to-camera matrix per frame) and time maps."""
 
-from trajectories.camera_path import CameraPath, PathOptions, make_camera_path, zoomed_intrinsics
+from trajectories.camera_path import (
+    CameraPath,
+    FrameCount,
+    PathOptions,
+    make_camera_path,
+    output_frame_count,
+    zoomed_intrinsics,
+)
 from trajectories.depth import foreground_depth
 from trajectories.interpolate import interpolate_keys
 from trajectories.loader import Trajectory, read_trajectory
@@ -13,6 +20,7 @@ from trajectories.timemap import adaptive_frame_count, source_times, time_map
 
 __all__ = [
     "CameraPath",
+    "FrameCount",
     "MatrixTrajectory",
     "PathOptions",
     "Trajectory",
@@ -27,6 +35,7 @@ __all__ = [
     "load_trajectory",
     "make_camera_path",
     "orbit_c2w",
+    "output_frame_count",
     "parse_matrix_trajectory",
     "parse_trajectory",
     "read_trajectory",

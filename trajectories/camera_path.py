@@ -22,6 +22,8 @@ from trajectories.spec import TrajectorySpec
 from trajectories.timemap import TimeMode, adaptive_frame_count, time_map, time_preset
 
 CAMERAS_FORMAT = "inspatio-cameras/1"
+# Default upper bound on output frames: room for a 720-degree path at 0.8 degrees per frame.
+MAX_OUTPUT_FRAMES = 1000
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,13 @@ class CameraPath:
             raise ValueError(f"source_index must be [{n}], got {self.source_index.shape}")
         if n == 0:
             raise ValueError("a camera path needs at least one frame")
+        for name, values in (("c2w", self.c2w), ("intrinsics", self.intrinsics)):
+            bad = ~np.isfinite(values).reshape(n, -1).all(axis=1)
+            if bad.any():
+                raise ValueError(
+                    f"{name} of frame {int(np.argmax(bad))} (and {int(bad.sum()) - 1} more) is not finite; "
+                    "the trajectory's displacement times the scene scale is too large"
+                )
 
     def __len__(self) -> int:
         return len(self.c2w)
@@ -116,6 +125,8 @@ class PathOptions:
                         instead of being anchored to source camera 0.
     rotation_only:      zero the orbit translation (tripod pan/tilt); a dolly still applies.
     adaptive_frames:    resample the path to 0.3-0.8 degrees per frame (see ``adaptive_frame_count``).
+    max_frames:         the most output frames a path may have: the adaptive count is capped to it (the camera
+                        then moves faster than 0.8 degrees per frame); a nominal count above it is an error.
     freeze_frame, freeze_repeat, time_mode, slowmo: the time map (see ``trajectories.timemap``).
     time_preset:        a named time map (``trajectories.timemap.TIME_PRESETS``) instead of time_mode, slowmo
                         and the trajectory's time line; freezes still apply.
@@ -132,6 +143,7 @@ class PathOptions:
     time_mode: TimeMode = "forward"
     slowmo: float = 1.0
     time_preset: str | None = None
+    max_frames: int = MAX_OUTPUT_FRAMES
 
     def __post_init__(self) -> None:
         if self.n_frames is not None and self.n_frames < 1:
@@ -151,6 +163,11 @@ class PathOptions:
             if self.time_mode != "forward" or self.slowmo != 1.0:
                 raise ValueError(f"time preset {self.time_preset!r} sets the playback itself; "
                                  "drop time_mode/slowmo (--time_mode/--slowmo) or the preset")
+        if self.max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
+        if self.n_frames is not None and self.n_frames + self.freeze_repeat > self.max_frames:
+            raise ValueError(f"n_frames {self.n_frames} + freeze_repeat {self.freeze_repeat} exceed "
+                             f"max_frames {self.max_frames}")
 
 
 def zoomed_intrinsics(K: np.ndarray, zoom: np.ndarray) -> np.ndarray:
@@ -163,6 +180,41 @@ def zoomed_intrinsics(K: np.ndarray, zoom: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class FrameCount:
+    """The output frame count of a path and how it was reached (``adaptive``/``capped`` are for logs and plans)."""
+
+    count: int
+    nominal: int
+    adaptive: int | None  # the adaptive count before the cap, None without adaptive_frames
+    capped: bool
+
+    def describe(self) -> str:
+        text = f"{self.count} output frames"
+        if self.capped:
+            text += (f" (capped by --max_frames: the adaptive count is {self.adaptive}, so the camera moves faster "
+                     "than 0.8 degrees per frame)")
+        elif self.adaptive is not None and self.adaptive != self.nominal:
+            text += f" (adaptive, from {self.nominal})"
+        return text
+
+
+def output_frame_count(spec: TrajectorySpec | MatrixTrajectory, n_source: int, options: PathOptions) -> FrameCount:
+    """Frame count of the path ``make_camera_path`` builds: the nominal n_frames (or the source's M) +
+    freeze_repeat, which may not exceed ``max_frames`` (ValueError), then with adaptive_frames
+    ``adaptive_frame_count`` capped to ``max_frames``. No path has more than ``max_frames`` frames."""
+    if isinstance(spec, MatrixTrajectory):  # one frame per matrix: no adaptive count, no cap
+        return FrameCount(count=len(spec), nominal=len(spec), adaptive=None, capped=False)
+    nominal = (options.n_frames or n_source) + options.freeze_repeat
+    if nominal > options.max_frames:
+        raise ValueError(f"{nominal} output frames ({'--num_frames' if options.n_frames else 'the source frames'} "
+                         f"+ --freeze_repeat) exceed --max_frames {options.max_frames}; raise --max_frames "
+                         "or ask for fewer frames")
+    adaptive = adaptive_frame_count(spec.pitch, spec.yaw, nominal) if options.adaptive_frames else None
+    count = nominal if adaptive is None else min(adaptive, options.max_frames)
+    return FrameCount(count=count, nominal=nominal, adaptive=adaptive, capped=count != (adaptive or nominal))
+
+
 def make_camera_path(
     spec: TrajectorySpec | MatrixTrajectory,
     source_c2w: np.ndarray,
@@ -172,6 +224,7 @@ def make_camera_path(
     fps: float,
     options: PathOptions = PathOptions(),
     scene_depth: float | None = None,
+    timestamps: np.ndarray | None = None,
 ) -> CameraPath:
     """Target cameras for every output frame.
 
@@ -179,9 +232,11 @@ def make_camera_path(
     source_K:    [3, 3] source intrinsics in pixels at (height, width); every output frame uses it,
                  its focal lengths times the zoom line's value when the file has one (``zoomed_intrinsics``).
     scene_depth: the first frame's foreground depth (``foreground_depth``), required for radius="scene".
+    timestamps:  [M] source frame times in seconds for a variable-rate source: the time map then follows
+                 real time (``time_map``); None = evenly spaced frames.
 
-    Keyframe files: n = n_frames or M, plus freeze_repeat; with adaptive_frames the total is clamped by
-    ``adaptive_frame_count`` and the time map stretches over it (freeze copies scale with it). The
+    Frame count: ``output_frame_count`` (n_frames or M, plus freeze_repeat; with adaptive_frames clamped by
+    ``adaptive_frame_count``; at most max_frames); the time map stretches over it (freeze copies scale with it). The
     keyframes are sampled at linspace(0, 1, N) over the N output frames; pose_i = ``orbit_c2w`` relative
     to source camera 0; c2w_i = source_c2w[0] · pose_i, or source_c2w[s_i] · pose_i with
     relative_to_source (s_i = the source frame output frame i shows).
@@ -200,14 +255,16 @@ def make_camera_path(
         n = len(spec)
         repeat = min(options.freeze_repeat, n - 1)
         source_index = time_map(n, n_source, None, options.interpolation, options.time_mode, options.slowmo,
-                                options.freeze_frame, repeat)
+                                options.freeze_frame, repeat, timestamps=timestamps)
         pose = np.linalg.inv(spec.w2c)
         zoom = np.ones(n)
     else:
-        n, source_index, pose, zoom = _keyframe_path(spec, n_source, options, scene_depth)
+        n, source_index, pose, zoom = _keyframe_path(spec, n_source, options, scene_depth, timestamps)
     anchor = source_c2w[source_index] if options.relative_to_source else source_c2w[:1]
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported by CameraPath's finite check
+        c2w = anchor @ pose
     return CameraPath(
-        c2w=anchor @ pose,
+        c2w=c2w,
         intrinsics=zoomed_intrinsics(source_K, zoom),
         width=int(width),
         height=int(height),
@@ -217,7 +274,11 @@ def make_camera_path(
 
 
 def _keyframe_path(
-    spec: TrajectorySpec, n_source: int, options: PathOptions, scene_depth: float | None
+    spec: TrajectorySpec,
+    n_source: int,
+    options: PathOptions,
+    scene_depth: float | None,
+    timestamps: np.ndarray | None,
 ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
     """(frame count, source_index [N], pose [N, 4, 4] relative to the anchor, zoom [N]) of a keyframe file."""
     if options.radius == "absolute":
@@ -229,13 +290,13 @@ def _keyframe_path(
             f"radius='scene' needs the first frame's foreground depth (trajectories.foreground_depth), "
             f"got scene_depth={scene_depth!r}; pass it, or use radius='absolute'"
         )
-    nominal = (options.n_frames or n_source) + options.freeze_repeat
-    n = adaptive_frame_count(spec.pitch, spec.yaw, nominal) if options.adaptive_frames else nominal
-    repeat = min(round(options.freeze_repeat * n / nominal), n - 1)
+    frames = output_frame_count(spec, n_source, options)
+    n = frames.count
+    repeat = min(round(options.freeze_repeat * n / frames.nominal), n - 1)
     if options.time_preset is None:
         source_index = time_map(
             n, n_source, spec.time, options.interpolation, options.time_mode, options.slowmo,
-            options.freeze_frame, repeat,
+            options.freeze_frame, repeat, timestamps=timestamps,
         )
     else:
         if spec.time is not None:
@@ -244,13 +305,14 @@ def _keyframe_path(
         preset = time_preset(options.time_preset)
         knots, keys = preset.time_line()
         source_index = time_map(n, n_source, keys, options.interpolation, preset.time_mode, preset.slowmo,
-                                options.freeze_frame, repeat, time_knots=knots)
+                                options.freeze_frame, repeat, time_knots=knots, timestamps=timestamps)
     positions = np.linspace(0.0, 1.0, n)
-    pose = orbit_c2w(
-        interpolate_keys(spec.pitch, positions, options.interpolation),
-        interpolate_keys(spec.yaw, positions, options.interpolation),
-        interpolate_keys(spec.displacement, positions, options.interpolation, pin_ends=True) * scale,
-        rotation_only=options.rotation_only,
-    )
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported by CameraPath's finite check
+        pose = orbit_c2w(
+            interpolate_keys(spec.pitch, positions, options.interpolation),
+            interpolate_keys(spec.yaw, positions, options.interpolation),
+            interpolate_keys(spec.displacement, positions, options.interpolation, pin_ends=True) * scale,
+            rotation_only=options.rotation_only,
+        )
     zoom = np.ones(n) if spec.zoom is None else interpolate_keys(spec.zoom, positions, options.interpolation, pin_ends=True)
     return n, source_index, pose, zoom

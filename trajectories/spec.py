@@ -27,6 +27,9 @@ from pathlib import Path
 import numpy as np
 
 MAX_ANGLE_DEG = 360.0
+# Displacements are multiples of the foreground depth (or scene units); beyond this the camera is so far
+# away that the float32 renderer sees nothing or overflows, so such a key is a typo, not a path.
+MAX_DISPLACEMENT = 1e4
 LINE_NAMES = ("pitch", "yaw", "displacement", "time")
 ZOOM_WORDS = ("zoom", "zoom:")
 MAX_ZOOM = 20.0
@@ -88,6 +91,12 @@ def _check_range(values: list[float], tokens: list[str], source: str, line: int,
                 source, line, token, f"zoom key outside (0, {MAX_ZOOM:g}]",
                 "zoom keys multiply the source focal length: 1 = unchanged, 2 = twice the focal length",
             )
+        if name == "displacement" and abs(value) > MAX_DISPLACEMENT:
+            raise TrajectoryError(
+                source, line, token, f"displacement beyond ±{MAX_DISPLACEMENT:g}",
+                "displacements are multiples of the subject's depth (or scene units with --radius_mode absolute); "
+                "1 orbits at the subject's distance",
+            )
         if name == "time" and not 0.0 <= value <= 1.0:
             raise TrajectoryError(
                 source, line, token, "time keyframe outside [0, 1]",
@@ -146,9 +155,12 @@ def parse_trajectory(text: str, source: str = "<string>") -> TrajectorySpec:
 
 
 def read_trajectory_text(path: Path) -> str:
-    """A trajectory file's text (UTF-8, optional BOM); raises ``TrajectoryError`` when missing or not text."""
+    """A trajectory file's text (UTF-8, optionally with a BOM, or UTF-16 with a BOM); raises
+    ``TrajectoryError`` when missing or not text."""
     try:
-        return path.read_text(encoding="utf-8-sig")
+        raw = path.read_bytes()
+        # UTF-16 with a byte-order mark is what some Windows editors save as "Unicode".
+        return raw.decode("utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig")
     except FileNotFoundError:
         raise TrajectoryError(str(path), 0, str(path), "trajectory file not found", "check the path") from None
     except UnicodeDecodeError as err:

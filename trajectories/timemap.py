@@ -8,7 +8,9 @@ frame, 1 = last), built from the playback position u = linspace(0, 1, n) by poin
     tau = tau / slowmo                                             (slow motion: the first 1/slowmo of the clip)
 
 then ``index = round(tau * (M - 1))`` (halves round up) for M source frames, and a freeze holds one frame for extra
-output frames. The map always spans the whole output: when the output has more frames than the
+output frames. With the source's timestamps (a variable-rate video), tau is source *time* instead:
+output frame i shows the frame nearest to ``t_0 + tau (t_last - t_0)`` (ties go to the later frame),
+which equals the frame-count rule for evenly spaced frames. The map always spans the whole output: when the output has more frames than the
 source (a longer ``n_frames`` or the adaptive count), the clip plays once, stretched (each source
 frame shown for several output frames); it never loops. This keeps the time line's meaning ("0 -> 1
 = the clip plays once across the path") independent of the frame count and never shows time
@@ -96,8 +98,11 @@ def time_map(
     freeze_frame: int | None = None,
     freeze_repeat: int = 0,
     time_knots: np.ndarray | None = None,
+    timestamps: np.ndarray | None = None,
 ) -> np.ndarray:
     """[n] int64 source frame index per output frame.
+
+    ``timestamps``: [n_source] increasing source frame times in seconds (module docstring); None = evenly spaced.
 
     The first ``n - freeze_repeat`` frames come from ``source_times``; then ``freeze_repeat`` copies
     of the freeze frame (default: the middle one, ``n_source // 2``) are inserted right after the
@@ -109,7 +114,15 @@ def time_map(
     if not 0 <= freeze_repeat < n:
         raise ValueError(f"freeze_repeat must be in [0, {n - 1}] for {n} output frames, got {freeze_repeat}")
     tau = source_times(n - freeze_repeat, time_keys, interpolation, time_mode, slowmo, time_knots)
-    index = np.floor(tau * (n_source - 1) + 0.5 + ROUNDING_SLACK).astype(np.int64)
+    if timestamps is None:
+        position = tau * (n_source - 1)
+    else:
+        times = np.asarray(timestamps, dtype=np.float64)
+        if times.shape != (n_source,) or not np.all(np.diff(times) > 0):
+            raise ValueError(f"timestamps must be {n_source} increasing times, got shape {times.shape}")
+        # Fractional frame position of each moment: nearest in time between the two frames around it.
+        position = np.interp(times[0] + tau * (times[-1] - times[0]), times, np.arange(n_source, dtype=np.float64))
+    index = np.floor(position + 0.5 + ROUNDING_SLACK).astype(np.int64)
     if freeze_repeat:
         frame = n_source // 2 if freeze_frame is None else freeze_frame
         if not 0 <= frame < n_source:

@@ -2,11 +2,15 @@
 
 Protocol for every stage output folder (see ``pipeline.manifest``):
   decide  compare the folder's manifest with the key; apply --force / --skip_stepN / --dry_run and
-          the weights check
+          the weights check (under a shared folder lock: waits while another run writes the folder)
+  lock    take the folder's exclusive lock (``pipeline.fsutil.folder_lock``) and decide again: another
+          run may have produced the same output while this one waited, which is then reused
   begin   delete the manifest (a killed run now leaves a stale folder, never a trusted one) and
-          the temporary files of an earlier killed run
-  produce the stage writes its files (each atomically)
-  commit  write the manifest last
+          the temporary files of an earlier killed run (only the lock holder writes, so every
+          temporary file there belongs to a dead run)
+  produce the stage writes its files (each atomically); if it fails (Ctrl-C included), its temporary
+          files are removed, and the folder if that empties it
+  commit  write the manifest last, then release the lock
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
+from pipeline.fsutil import folder_lock, remove_if_empty
 from pipeline.manifest import StageKey, check_manifest, invalidate, manifest_digest, read_manifest, write_manifest
 
 log = logging.getLogger("pipeline")
@@ -87,11 +92,17 @@ def decide(stage: str, out_dir: Path, key: StageKey, policy: Policy, weights: Se
 
 
 def begin(out_dir: Path) -> None:
-    """Withdraw the manifest and clear temporary files a killed run left (``pipeline.fsutil`` names them ``.*.tmp*``)."""
+    """Withdraw the manifest and clear temporary files a killed run left."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     invalidate(out_dir)
-    for leftover in out_dir.glob(".*.tmp*"):
+    clear_temporary(out_dir)
+
+
+def clear_temporary(out_dir: Path) -> None:
+    """Remove the temporary files in ``out_dir`` (``pipeline.fsutil`` names them ``.*.tmp*``); call with
+    the folder's lock held, when no other writer can be using them."""
+    for leftover in Path(out_dir).glob(".*.tmp*"):
         if leftover.is_file():
             leftover.unlink()
 
@@ -129,13 +140,30 @@ def run_cached(
     policy: Policy,
     weights: Sequence = (),
 ) -> Outcome:
-    """decide -> begin -> produce(out_dir) -> commit, logging what was done and why."""
-    decision = decide(stage, out_dir, key, policy, weights)
-    log.debug("%s %s: %s (%s)", stage, out_dir, decision.action, decision.reason)
-    if decision.action == "reuse":
-        return Outcome(stage, "reuse", decision.reason, current_digest(out_dir))
+    """decide -> lock -> decide -> begin -> produce(out_dir) -> commit (module docstring), logging what
+    was done and why."""
+    with folder_lock(out_dir, shared=True):
+        decision = decide(stage, out_dir, key, policy, weights)
+        log.debug("%s %s: %s (%s)", stage, out_dir, decision.action, decision.reason)
+        if decision.action == "reuse":
+            return Outcome(stage, "reuse", decision.reason, current_digest(out_dir))
     if policy.dry_run:
         return Outcome(stage, "run", decision.reason, None, decision.missing)
+    with folder_lock(out_dir):
+        now = decide(stage, out_dir, key, policy, weights)
+        if now.action == "reuse":
+            return Outcome(stage, "reuse", f"{now.reason} (written by another run meanwhile)", current_digest(out_dir))
+        return Outcome(stage, "run", decision.reason, produce_and_commit(out_dir, key, outputs, produce))
+
+
+def produce_and_commit(out_dir: Path, key: StageKey, outputs: list[str], produce: Callable[[Path], None]) -> str:
+    """begin -> produce(out_dir) -> commit; returns the manifest digest. The caller holds the folder's
+    exclusive lock. On any failure (Ctrl-C included) the temporary files go, and the folder if empty."""
     begin(out_dir)
-    produce(Path(out_dir))
-    return Outcome(stage, "run", decision.reason, commit(out_dir, key, outputs))
+    try:
+        produce(Path(out_dir))
+    except BaseException:  # e.g. Ctrl-C between creating a temporary file and guarding it
+        clear_temporary(out_dir)
+        remove_if_empty(out_dir)  # a failed first run leaves no empty folder behind
+        raise
+    return commit(out_dir, key, outputs)

@@ -24,7 +24,7 @@ def caption_key(source: SourceVideo, given: str | None, model: Path) -> StageKey
     """Keyed on the video and either the given text or the captioning model's files."""
     params = {"source": "given", "text_sha256": text_sha256(given)} if given is not None else {
         "source": "florence", "model": weights_identity([model]), "task": FLORENCE_TASK}
-    return StageKey("caption", VERSION, inputs={"video": source.sha256}, params=params)
+    return StageKey("caption", VERSION, inputs=source.key_inputs, params=params)
 
 
 def middle_frame(source: SourceVideo) -> np.ndarray:

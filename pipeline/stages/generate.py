@@ -28,7 +28,7 @@ def generate_key(source: SourceVideo, caption_digest: str | None, render_digest:
     return StageKey(
         "generate",
         VERSION,
-        inputs={"video": source.sha256, "caption": caption_digest, "render": render_digest},
+        inputs={**source.key_inputs, "caption": caption_digest, "render": render_digest},
         params=params,
     )
 

@@ -64,12 +64,12 @@ def geometry_key(source: SourceVideo, provided: Path | None, model: Path, render
     (not the resize policy: the geometry covers the whole frame either way, see ``da3_frame_size``)."""
     if provided is not None:
         side = sidecar_path(provided)
-        inputs = {"video": source.sha256, "provided": file_sha256(provided),
+        inputs = {**source.key_inputs, "provided": file_sha256(provided),
                   "provided_sidecar": file_sha256(side) if side.is_file() else None}
         return StageKey("geometry", VERSION, inputs=inputs, params={"source": "provided"})
     params = {"source": "da3", "model": weights_identity([model]), "width": render.width, "height": render.height,
               **{f"da3_{name}": value for name, value in dataclasses.asdict(settings).items()}}
-    return StageKey("geometry", VERSION, inputs={"video": source.sha256}, params=params)
+    return StageKey("geometry", VERSION, inputs=source.key_inputs, params=params)
 
 
 def scene_geometry_key(source: SourceVideo, scene_digest: str) -> StageKey:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.fsutil import atomic_write
+from pipeline.fsutil import atomic_write, folder_lock, remove_if_empty
 from pipeline.layout import GENERATED_FILE
-from pipeline.manifest import StageKey
+from pipeline.manifest import StageKey, invalidate, manifest_path
 from pipeline.stages.config import OutputSettings
 from pipeline.stages.source import SourceVideo
 from pipeline.video_io import EncodeOptions, VideoReader, VideoWriter
@@ -27,12 +27,28 @@ def outputs(with_result: bool) -> list[str]:
     return [*COPIED, "source.mp4", "preview.mp4"] + ([GENERATED_FILE] if with_result else [])
 
 
+def withdraw(out_dir: Path) -> list[str]:
+    """Remove an earlier run's manifest, then its published files, from ``out_dir`` (after this video's run
+    failed, so nothing there looks like a result for the new input), and the folder if that empties it;
+    returns the names removed."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    with folder_lock(out_dir):
+        removed = [p.name for p in [manifest_path(out_dir), *(out_dir / n for n in outputs(True))] if p.is_file()]
+        invalidate(out_dir)
+        for name in outputs(True):
+            (out_dir / name).unlink(missing_ok=True)
+        remove_if_empty(out_dir)
+    return removed
+
+
 def publish_key(source: SourceVideo, render_digest: str | None, generate_digest: str | None,
                 settings: OutputSettings) -> StageKey:
     return StageKey(
         "publish",
         VERSION,
-        inputs={"video": source.sha256, "render": render_digest, "generated": generate_digest},
+        inputs={**source.key_inputs, "render": render_digest, "generated": generate_digest},
         params={"width": settings.width, "height": settings.height, "resize": settings.resize},
     )
 
@@ -54,6 +70,8 @@ def produce_outputs(out_dir: Path, source: SourceVideo, render_dir: Path, genera
         _copy(render_dir / name, out_dir / name)
     if generated is not None:
         _copy(generated, out_dir / GENERATED_FILE)
+    else:  # an earlier run's result does not belong to these conditions
+        (out_dir / GENERATED_FILE).unlink(missing_ok=True)
     path = CameraPath.load(render_dir / "cameras.json")
     size = (path.width, path.height)
     with VideoReader(source.path, size=size, resize=settings.resize, min_frames=1) as src, \

@@ -11,6 +11,7 @@ at ``cover_hw``), so a moving camera sees past the crop's edges where the source
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,18 @@ from geometry.unproject import cover_hw, crop_intrinsics, scale_intrinsics
 from pipeline.manifest import StageKey, text_sha256
 from pipeline.stages.config import OutputSettings
 from pipeline.stages.source import SourceVideo
-from pipeline.video_io import VideoInfo
-from trajectories import CameraPath, PathOptions, Trajectory, foreground_depth, make_camera_path
+from pipeline.video_io import VideoInfo, frame_times
+from trajectories import (
+    CameraPath,
+    FrameCount,
+    PathOptions,
+    Trajectory,
+    foreground_depth,
+    make_camera_path,
+    output_frame_count,
+)
+
+log = logging.getLogger("pipeline")
 
 VERSION = 1
 OUTPUTS = ["render.mp4", "mask.mp4", "mask.npz", "cameras.json"]
@@ -30,10 +41,37 @@ BACKENDS = ("torch",)
 RESIZE_POLICIES = ("stretch", "crop")
 # Image scenes: output frames of a keyframe file without --num_frames (81 = 7 whole generation blocks).
 STATIC_FRAMES = 81
+SIZE_MULTIPLE = 16  # latent 8x and patch 2x
+MAX_FPS = 1000.0
+
+
+def check_time_options(options: PathOptions, source: VideoInfo, video: Path) -> None:
+    """Trajectory options that depend on the source video (raises ValueError naming the flag and the video)."""
+    nominal = (options.n_frames or source.num_frames) + options.freeze_repeat
+    if nominal > options.max_frames:
+        raise ValueError(
+            f"{video}: {nominal} output frames ({source.num_frames if options.n_frames is None else '--num_frames'}"
+            f" + --freeze_repeat {options.freeze_repeat}) exceed --max_frames {options.max_frames}; raise "
+            "--max_frames or set a smaller --num_frames"
+        )
+    if options.freeze_frame is not None and options.freeze_frame >= source.num_frames:
+        raise ValueError(
+            f"--freeze_frame {options.freeze_frame}: {video} has {source.num_frames} frames "
+            f"(0 to {source.num_frames - 1}); choose a frame in that range"
+        )
 
 
 def check_settings(settings: OutputSettings) -> None:
     """Options the renderer supports (raises ValueError naming the flag)."""
+    for flag, value in (("--width", settings.width), ("--height", settings.height)):
+        if value < SIZE_MULTIPLE or value % SIZE_MULTIPLE:
+            raise ValueError(
+                f"{flag} {value}: must be a positive multiple of {SIZE_MULTIPLE} (the generator works on "
+                "8x-downsampled latents in 2x2 patches); e.g. --width 832 --height 480"
+            )
+    if settings.fps is not None and not 0 < settings.fps <= MAX_FPS:
+        raise ValueError(f"--fps {settings.fps:g}: must be a frame rate in (0, {MAX_FPS:g}]; "
+                         "leave it out to keep the source's")
     if settings.backend not in BACKENDS:
         raise ValueError(f"--render_backend {settings.backend!r} is not available; choose one of {', '.join(BACKENDS)}")
     if settings.resize not in RESIZE_POLICIES:
@@ -63,13 +101,14 @@ def colour_size(source: VideoInfo, settings: OutputSettings) -> tuple[int, int]:
 
 def build_camera_path(
     geometry: GeometryCache, spec: Trajectory, options: PathOptions, settings: OutputSettings, source: VideoInfo,
-    static: bool = False,
+    static: bool = False, timestamps: np.ndarray | None = None,
 ) -> CameraPath:
     """The target cameras: the trajectory around the geometry's cameras, at the working resolution.
 
     ``static``: the source frames are views of one moment (an image scene): the path is planned
     around view 0 alone, so every source index is 0 (time stands still), a keyframe file's frame
-    count defaults to ``STATIC_FRAMES`` instead of the number of views."""
+    count defaults to ``STATIC_FRAMES`` instead of the number of views. ``timestamps`` (seconds per
+    source frame) make the time map follow a variable-rate source's real time."""
     conf0 = geometry.conf[0] if geometry.conf is not None else None
     scene_depth = foreground_depth(geometry.depth[0], conf0) if options.radius == "scene" else None
     K = output_intrinsics(geometry.intrinsics[0], geometry.resolution, (source.height, source.width), settings)
@@ -78,7 +117,7 @@ def build_camera_path(
         c2w = c2w[:1]
         options = dataclasses.replace(options, n_frames=options.n_frames or STATIC_FRAMES)
     return make_camera_path(spec, c2w, K, settings.width, settings.height, settings.fps or source.fps, options,
-                            scene_depth)
+                            scene_depth, timestamps)
 
 
 def anchor_source_index(camera_path: CameraPath, view_coverage: np.ndarray) -> CameraPath:
@@ -92,13 +131,22 @@ def anchor_source_index(camera_path: CameraPath, view_coverage: np.ndarray) -> C
     return dataclasses.replace(camera_path, source_index=best[blocks])
 
 
+def log_frame_count(spec: Trajectory, source: SourceVideo, options: PathOptions) -> FrameCount:
+    """The output frame count of ``source`` on this path, logged (a warning when --max_frames capped it)."""
+    frames = output_frame_count(spec, source.info.num_frames, options)
+    log.log(logging.WARNING if frames.capped else logging.INFO, "%s: %s", source.path.name, frames.describe())
+    return frames
+
+
 def render_key(source: SourceVideo, geometry_digest: str | None, spec: Trajectory, options: PathOptions,
                settings: OutputSettings) -> StageKey:
     return StageKey(
         "render",
         VERSION,
-        inputs={"video": source.sha256, "geometry": geometry_digest, "trajectory": text_sha256(spec.text)},
-        params={"path": dataclasses.asdict(options), "render": dataclasses.asdict(settings)},
+        inputs={**source.key_inputs, "geometry": geometry_digest, "trajectory": text_sha256(spec.text)},
+        # A variable-rate source's time map follows its timestamps (absent otherwise: earlier keys stay valid).
+        params={"path": dataclasses.asdict(options), "render": dataclasses.asdict(settings),
+                **({"timing": "timestamps"} if source.info.variable_rate else {})},
     )
 
 
@@ -107,7 +155,8 @@ def produce_render(out_dir: Path, source: SourceVideo, geometry_file: Path, spec
     from pipeline.render_output import RenderOptions, render_to_folder
 
     geometry = load_geometry(geometry_file, expect_frames=source.info.num_frames)
-    camera_path = build_camera_path(geometry, spec, options, settings, source.info, source.static)
+    timestamps = frame_times(source.path) if source.info.variable_rate else None
+    camera_path = build_camera_path(geometry, spec, options, settings, source.info, source.static, timestamps)
     outputs = render_to_folder(source.path, geometry, camera_path, out_dir,
                                RenderOptions(device=device, colour_size=colour_size(source.info, settings),
                                              fuse_views=source.static))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.video_io import VideoError, VideoInfo, file_sha256, probe_video
+
+log = logging.getLogger("pipeline")
 
 # One generation block is 3 latent frames = 1 + 4*2 = 9 video frames.
 MIN_SOURCE_FRAMES = 9
@@ -27,6 +30,13 @@ class SourceVideo:
     def name(self) -> str:
         return self.path.stem
 
+    @property
+    def key_inputs(self) -> dict[str, str | int]:
+        """The video's part of every stage key: its content hash, plus its display rotation when it has one
+        (absent for upright videos, so their caches from before rotation was applied stay valid)."""
+        rotation = {"rotation": self.info.rotation} if self.info.rotation else {}
+        return {"video": self.sha256, **rotation}
+
 
 def open_source(path: Path, static: bool = False) -> SourceVideo:
     """Probe and hash one input video; raises VideoError naming the file and the problem. A static
@@ -42,4 +52,7 @@ def open_source(path: Path, static: bool = False) -> SourceVideo:
             f"{path}: resolution {info.width}x{info.height} is too small; "
             f"at least {MIN_SOURCE_SIDE} px on each side is needed"
         )
+    if info.variable_rate:
+        log.warning("%s: variable frame rate (average %.3g fps); the time map follows its timestamps, and the "
+                    "output plays at a constant %.3g fps", path, info.fps, info.fps)
     return SourceVideo(path=Path(path), sha256=file_sha256(path), info=info, static=static)
