@@ -401,7 +401,13 @@ def run_batch(cfg: RunConfig) -> list[dict]:
                     and _stage_nproc(cfg, stage) > 1)
         log.info("stage %s%s", stage, " (torchrun)" if on_ranks else "")
         (_run_stage_on_ranks if on_ranks else run_stage)(batch, stage, records)
-    return _gather(batch, records)
+    summaries = _gather(batch, records)
+    if publish and not cfg.dry_run and batch.rank.rank == 0:
+        from pipeline.viewer import index_rows, write_index
+
+        write_index(cfg.output_folder, index_rows(summaries, cfg.output_folder),
+                    f"{cfg.input_dir.name} / {cfg.traj_path.stem}")
+    return summaries
 
 
 def run_worker(cfg: RunConfig, stage: str, results: Path) -> None:
