@@ -300,7 +300,8 @@ def _publish_one(batch: Batch, r: VideoRecord) -> Outcome:
     result = r.paths.generated / GENERATED_FILE if generated else None
     outcome = run_cached(
         "publish", r.paths.output, key, publish_stage.outputs(generated is not None),
-        lambda out: publish_stage.produce_outputs(out, r.source, r.paths.render, result, batch.cfg.render),
+        lambda out: publish_stage.produce_outputs(out, r.source, r.paths.render, result, batch.cfg.render,
+                                                  r.paths.geometry / GEOMETRY_FILE),
         batch.policy("publish"),
     )
     if not batch.cfg.dry_run:

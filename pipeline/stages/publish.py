@@ -14,6 +14,7 @@ from pipeline.manifest import StageKey
 from pipeline.stages.config import OutputSettings
 from pipeline.stages.source import SourceVideo
 from pipeline.video_io import EncodeOptions, VideoReader, VideoWriter
+from pipeline.trajectory_plot import TRAJECTORY_FILE, write_trajectory_plot
 from pipeline.viewer import VIEWER_FILE, write_viewer
 from trajectories import CameraPath
 
@@ -25,7 +26,7 @@ PREVIEW_ENCODE = EncodeOptions(crf=20, preset="ultrafast")
 
 
 def outputs(with_result: bool) -> list[str]:
-    return [*COPIED, "source.mp4", "preview.mp4", VIEWER_FILE] + ([GENERATED_FILE] if with_result else [])
+    return [*COPIED, "source.mp4", "preview.mp4", VIEWER_FILE, TRAJECTORY_FILE] + ([GENERATED_FILE] if with_result else [])
 
 
 def publish_key(source: SourceVideo, render_digest: str | None, generate_digest: str | None,
@@ -58,8 +59,9 @@ def write_source_video(out: Path, source: SourceVideo, path: CameraPath, resize:
 
 
 def produce_outputs(out_dir: Path, source: SourceVideo, render_dir: Path, generated: Path | None,
-                    settings: OutputSettings) -> None:
-    """Copy the conditions and result; write source.mp4 (time-mapped), preview.mp4 side by side and viewer.html."""
+                    settings: OutputSettings, geometry_file: Path) -> None:
+    """Copy the conditions and result; write source.mp4 (time-mapped), preview.mp4 side by side, viewer.html
+    and trajectory.png (the camera path over ``geometry_file``'s first frame)."""
     out_dir = Path(out_dir)
     for name in COPIED:
         _copy(render_dir / name, out_dir / name)
@@ -79,4 +81,6 @@ def produce_outputs(out_dir: Path, source: SourceVideo, render_dir: Path, genera
         for i in range(0, n, CHUNK):
             for frame in _panels(readers, range(i, min(n, i + CHUNK))):
                 writer.write(frame)
-    write_viewer(out_dir, path, f"{source.name} / {render_dir.name}")
+    title = f"{source.name} / {render_dir.name}"
+    write_trajectory_plot(out_dir / TRAJECTORY_FILE, path, geometry_file, source.path, title)
+    write_viewer(out_dir, path, title)
