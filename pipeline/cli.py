@@ -256,11 +256,32 @@ def _render_files(o: dict) -> None:
     typer.echo(f"{verb} {o['out']} ({outcome.reason})")
 
 
-def _command(stages: tuple[str, ...], extra: list[inspect.Parameter] = ()):
+def _scout(o: dict) -> None:
+    """``scout``: the render stage at reduced size, plot and viewer, for every video; no model."""
+    from pipeline.logging_utils import setup_logging
+    from pipeline.scout import run_scout, scout_folder_for
+
+    setup_logging(o["verbose"])
+    try:
+        cfg = build_config(o, ("render",))
+        folder = cfg.output_folder if o["output_folder"] is not None else scout_folder_for(cfg.output_folder)
+        results = run_scout(cfg, folder, o["scale"])
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    for r in results:
+        typer.echo(f"{r.video:<24} {r.action:<12} {r.folder / 'viewer.html' if r.folder else 'ERROR ' + r.detail}")
+    if not cfg.dry_run:
+        typer.echo(f"index: {folder / 'index.html'}")
+    raise typer.Exit(1 if any(r.action == "failed" for r in results) else 0)
+
+
+def _command(stages: tuple[str, ...], extra: list[inspect.Parameter] = (), body=None):
     params = [*BATCH_OPTIONS, *extra]
 
     def command(**o: Any) -> None:
-        if o.get("video") is not None:
+        if body is not None:
+            body(o)
+        elif o.get("video") is not None:
             _render_files(o)
         else:
             run_batch_command(o, stages)
@@ -282,6 +303,12 @@ app.command("run", help="Every stage over --input_dir; cached stages are reused 
 for _stage in STAGES:
     app.command(_stage, help=_STAGE_HELP[_stage] + " Reuses, never recomputes, the stages it depends on.")(
         _command((_stage,), RENDER_FILE_OPTIONS if _stage == "render" else []))
+
+SCOUT_OPTIONS = [_opt("scale", float, 0.25, "Size of the scout render relative to --width/--height (0.25 = a quarter).")]
+app.command("scout", help="Preview a trajectory in seconds, no model: the render stage at --scale of the working size, "
+            "plus source.mp4, trajectory.png and viewer.html per video and an index.html. Writes to "
+            "<output_folder>-scout (or --output_folder when given); uses provided or already computed geometry.")(
+    _command(("render",), SCOUT_OPTIONS, _scout))
 
 
 @app.command("worker", hidden=True)

@@ -97,7 +97,7 @@ def plot_trajectory(out_png: str | Path, path: CameraPath, geometry: GeometryCac
         pad = size * 1.5
         ax.set_xlim(min(lo_h, ch.min()) - pad, max(hi_h, ch.max()) + pad)
         ax.set_ylim(min(lo_v, cv.min()) - pad, max(hi_v, cv.max()) + pad)
-        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_aspect("equal", adjustable="box")
         ax.set_title(view[0])
         ax.set_xlabel(view[3])
         ax.set_ylabel(view[4])
