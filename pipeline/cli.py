@@ -334,3 +334,76 @@ def presets() -> None:
 def main() -> None:
     logging.captureWarnings(True)
     app()
+
+
+evaluate_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
+                           help="Scores: camera x time grid on the synthetic scene; camera accuracy of a video.")
+app.add_typer(evaluate_app, name="evaluate")
+
+
+def _names(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    return default if text is None else tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+@evaluate_app.command("grid")
+def evaluate_grid(
+    out: Annotated[Path, typer.Option(help="Folder for grid.csv, grid.md, heatmap.png and cells/.")] = Path("output/evaluate"),
+    video: Annotated[Optional[Path], typer.Option(help="Synthetic clip (scripts/make_synthetic.py). [default: the bundled example]")] = None,
+    geometry: Annotated[Optional[Path], typer.Option(help="Its geometry cache. [default: the bundled example's]")] = None,
+    cameras: Annotated[Optional[str], typer.Option(help="Comma-separated camera paths. [default: all]")] = None,
+    times: Annotated[Optional[str], typer.Option(help="Comma-separated time patterns. [default: all]")] = None,
+    frames: Annotated[int, typer.Option(help="Output frames per cell (before a freeze's copies).")] = 17,
+    width: Annotated[int, typer.Option(help="Render width in pixels (even).")] = 208,
+    height: Annotated[int, typer.Option(help="Render height in pixels (even).")] = 120,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
+) -> None:
+    """Camera x time grid: render every cell and score it against the synthetic scene's analytic ground truth."""
+    from pipeline.evaluate import CAMERAS, EXAMPLE_GEOMETRY, EXAMPLE_VIDEO, TIMES, GridSettings, run_grid
+    from pipeline.logging_utils import setup_logging
+
+    setup_logging(verbose)
+    try:
+        settings = GridSettings(_names(cameras, tuple(CAMERAS)), _names(times, tuple(TIMES)), frames, width, height)
+        scores = run_grid(out, settings, video or EXAMPLE_VIDEO, geometry or EXAMPLE_GEOMETRY)
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    typer.echo((out / "grid.md").read_text())
+    typer.echo(f"{len(scores)} cells; table: {out / 'grid.csv'}, {out / 'grid.md'}; heat map: {out / 'heatmap.png'}")
+
+
+@evaluate_app.command("cameras")
+def evaluate_cameras_command(
+    video: Annotated[Path, typer.Option(help="The video to check (e.g. generated.mp4 or render.mp4).")],
+    cameras: Annotated[Path, typer.Option(help="The cameras.json it was asked to follow.")],
+    out: Annotated[Optional[Path], typer.Option(help="Folder for cameras.csv and summary.md. [default: <video folder>/camera_accuracy]")] = None,
+    checkpoints_dir: Annotated[Path, typer.Option(help="Root of the weights layout.")] = DEFAULT_CHECKPOINTS,
+    da3_model_path: Annotated[Optional[Path], typer.Option(help="Depth-Anything-3 model folder. [default: <checkpoints_dir>/DA3]")] = None,
+    da3_process_res: Annotated[int, typer.Option(help="Long side DA3 sees.")] = _GEOMETRY_DEFAULTS.process_res,
+    da3_chunk_size: Annotated[int, typer.Option(help="Frames per DA3 call.")] = _GEOMETRY_DEFAULTS.chunk_size,
+    da3_overlap: Annotated[int, typer.Option(help="Frames shared by consecutive chunks.")] = _GEOMETRY_DEFAULTS.overlap,
+    gpus: Annotated[str, typer.Option(help="GPU id(s) for DA3; CPU where CUDA is unavailable.")] = "0",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
+) -> None:
+    """Camera accuracy: re-estimate the video's cameras with DA3, align them to cameras.json by a similarity
+    transform, report geodesic rotation error (degrees) and scale-normalised translation error per frame."""
+    from pipeline.dist import current_rank, device_for
+    from pipeline.evaluate import da3_estimator, evaluate_cameras, write_camera_report
+    from pipeline.logging_utils import setup_logging
+
+    setup_logging(verbose)
+    model = da3_model_path or checkpoints_dir / "DA3"
+    out = out or video.parent / "camera_accuracy"
+    try:
+        for path, what in ((video, "--video"), (cameras, "--cameras")):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} not found; check {what}")
+        if not model.exists():
+            raise FileNotFoundError(f"Depth-Anything-3 model {model} not found; fetch it with: bash scripts/download.sh da3 "
+                                    "(or pass --da3_model_path)")
+        estimator = da3_estimator(model, device_for(current_rank(), _gpus(gpus)), da3_process_res, da3_chunk_size,
+                                  da3_overlap)
+        errors = evaluate_cameras(video, cameras, estimator)
+        write_camera_report(out, errors, video, cameras)
+    except (ValueError, OSError, RuntimeError) as exc:
+        _fail(str(exc))
+    typer.echo((out / "summary.md").read_text())
