@@ -218,13 +218,13 @@ def write_heatmap(out_png: Path, scores: list[CellScore], settings: GridSettings
 
     by_cell = {(s.camera, s.time): s for s in scores}
     panels = (("psnr_mask", "PSNR over the mask (dB)"), ("ssim_mask", "SSIM over the mask"), ("mask_iou", "mask IoU"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 + 1.4 * len(settings.times) * len(panels), 1.5 + 0.6 * len(settings.cameras)),
-                             squeeze=False)
-    for ax, (metric, title) in zip(axes[0], panels):
+    fig, axes = plt.subplots(len(panels), 1, squeeze=False,
+                             figsize=(3 + 0.9 * len(settings.times), len(panels) * (1.4 + 0.4 * len(settings.cameras))))
+    for ax, (metric, title) in zip(axes[:, 0], panels):
         grid = np.array([[getattr(by_cell[c, t], metric) for t in settings.times] for c in settings.cameras])
         im = ax.imshow(grid, cmap="viridis", aspect="auto")
         for (i, j), v in np.ndenumerate(grid):
-            ax.text(j, i, f"{v:.1f}" if metric.startswith("psnr") else f"{v:.2f}", ha="center", va="center",
+            ax.text(j, i, f"{v:.2f}" if metric.startswith("psnr") else f"{v:.3f}", ha="center", va="center",
                     color="w" if v < np.nanmean(grid) else "k", fontsize=8)
         ax.set_xticks(range(len(settings.times)), settings.times, rotation=45, ha="right")
         ax.set_yticks(range(len(settings.cameras)), settings.cameras)

@@ -115,3 +115,22 @@ def test_camera_accuracy_refuses_mismatched_lengths(synthetic_video):
     video, cameras_json, true_c2w = synthetic_video
     with pytest.raises(ValueError, match="6 frames were estimated"):
         evaluate_cameras(video, cameras_json, lambda p: true_c2w[:6])
+
+
+@pytest.mark.slow
+def test_cameras_command_runs_the_real_da3_path(synthetic_video, tmp_path):
+    """The command's estimator is the geometry stage's DA3 (a tiny random-weight model here, so only the
+    plumbing is checked: one estimate per frame, a report, a clear error without a model)."""
+    from da3_models import tiny_da3, write_da3_folder
+
+    video, cameras_json, _ = synthetic_video
+    model = write_da3_folder(tmp_path / "DA3", tiny_da3().net)
+    args = ["evaluate", "cameras", "--video", str(video), "--cameras", str(cameras_json), "--out", str(tmp_path / "r"),
+            "--da3_process_res", "42", "--da3_chunk_size", "6", "--da3_overlap", "2"]
+    result = CliRunner().invoke(app, [*args, "--da3_model_path", str(model)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((tmp_path / "r" / "cameras.csv").open()))
+    assert len(rows) == N and all(0.0 <= float(r["rotation_deg"]) <= 180.0 for r in rows)
+    assert "# Camera accuracy of clip.mp4" in result.output
+    missing = CliRunner().invoke(app, [*args, "--da3_model_path", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 1 and "bash scripts/download.sh da3" in missing.output
