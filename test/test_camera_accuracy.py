@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from geometry.camera_accuracy import camera_errors, geodesic_deg
+from geometry.camera_accuracy import camera_errors
 from trajectories import orbit_c2w
 
 N = 24
@@ -70,8 +70,22 @@ def test_static_camera_has_no_translation_scale():
     np.testing.assert_allclose(err.rotation_deg, 0.0, atol=1e-5)
 
 
-def test_geodesic_matches_scipy():
-    a = Rotation.random(10, random_state=3)
-    b = Rotation.random(10, random_state=4)
-    np.testing.assert_allclose(geodesic_deg(a.as_matrix(), b.as_matrix()), np.rad2deg((a.inv() * b).magnitude()),
-                               atol=1e-6)
+def test_rotation_error_is_the_geodesic_angle():
+    a, b = Rotation.random(N, random_state=3), Rotation.random(N, random_state=4)
+    req = np.tile(np.eye(4), (N, 1, 1))
+    est = req.copy()
+    req[:, :3, :3], est[:, :3, :3] = a.as_matrix(), b.as_matrix()
+    err = camera_errors(est, req)
+    R = err.alignment.rotation
+    expected = (a.inv() * Rotation.from_matrix(R) * b).magnitude()
+    np.testing.assert_allclose(err.rotation_deg, np.rad2deg(expected), atol=1e-6)
+
+
+def test_static_estimate_of_a_moving_request_keeps_scale_one():
+    req = _requested()
+    est = np.tile(np.eye(4), (N, 1, 1))
+    est[:, :3, :3] = req[:, :3, :3]
+    err = camera_errors(est, req)
+    assert err.alignment.scale == 1.0
+    c = req[:, :3, 3] - req[:, :3, 3].mean(0)
+    np.testing.assert_allclose(err.translation, np.linalg.norm(c, axis=1) / err.path_scale, rtol=1e-9)
