@@ -258,20 +258,23 @@ def _render_files(o: dict) -> None:
 
 def _scout(o: dict) -> None:
     """``scout``: the render stage at reduced size, plot and viewer, for every video; no model."""
+    from pipeline.layout import default_output_folder, default_work_dir
     from pipeline.logging_utils import setup_logging
     from pipeline.scout import run_scout, scout_folder_for
 
     setup_logging(o["verbose"])
+    if o["output_folder"] is None and o["input_dir"] is not None and o["traj_txt_path"] is not None:
+        full_run = default_output_folder(Path(o["input_dir"]), Path(o["traj_txt_path"]))
+        o = {**o, "output_folder": scout_folder_for(full_run), "work_dir": o["work_dir"] or default_work_dir(full_run)}
     try:
         cfg = build_config(o, ("render",))
-        folder = cfg.output_folder if o["output_folder"] is not None else scout_folder_for(cfg.output_folder)
-        results = run_scout(cfg, folder, o["scale"])
+        results = run_scout(cfg, cfg.output_folder, o["scale"])
     except (ValueError, OSError) as exc:
         _fail(str(exc))
     for r in results:
         typer.echo(f"{r.video:<24} {r.action:<12} {r.folder / 'viewer.html' if r.folder else 'ERROR ' + r.detail}")
     if not cfg.dry_run:
-        typer.echo(f"index: {folder / 'index.html'}")
+        typer.echo(f"index: {cfg.output_folder / 'index.html'}")
     raise typer.Exit(1 if any(r.action == "failed" for r in results) else 0)
 
 

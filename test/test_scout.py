@@ -81,3 +81,15 @@ def test_scout_render_matches_the_analytic_scene(scouted):
         both = mask[i] & visible
         assert both.mean() > 0.6
         assert psnr(frames[i], np.round(truth * 255).astype(np.uint8), both) > 24.0
+
+
+def test_scout_default_folders_sit_beside_the_full_run(tmp_path, monkeypatch):
+    """Default: ./output/<input>/<trajectory>-scout, sharing the full run's work folder; nothing else is made."""
+    shutil.copytree(EXAMPLE, tmp_path / "in")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["scout", "--input_dir", "in", *ARGS, "--scale", "0.125"])
+    assert result.exit_code == 0, result.output
+    assert probe_video(tmp_path / "output/in/orbit_left-scout/synthetic_orbit/render.mp4").width == 104
+    assert sorted(p.name for p in (tmp_path / "output" / "in").iterdir()) == ["orbit_left-scout", "work"]
+    bad = CliRunner().invoke(app, ["scout", "--input_dir", "in", *ARGS, "--scale", "1.5"])
+    assert bad.exit_code == 1 and "--scale 1.5: must be in (0, 1]" in bad.output
