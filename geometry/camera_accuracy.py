@@ -4,8 +4,10 @@ Camera poses are camera-to-world ``c2w`` [N, 4, 4] (OpenCV axes). An estimator (
 video) works in its own world frame and scale, so the estimate is first aligned to the request by the
 similarity transform of ``geometry.registration.estimate_sim3`` (rotation: chordal mean of the per-frame
 rotation offsets; scale: least squares on the centred camera centres; translation from the centres).
-When the estimated camera does not move there is no scale to fit: the alignment is then the mean
-rotation with scale 1 and the centres' means matched.
+When no positive scale fits (the estimated camera does not move, or moves against the request) the
+alignment is the mean rotation with scale 0, the best non-negative scale: every aligned centre is the
+requested centres' mean, so the translation error is what a camera that does not move at all would get
+(RMS 1 over the path).
 Errors per frame (``geometry.registration.pose_errors`` of the aligned estimate):
   rotation     geodesic angle between the aligned and the requested rotation, degrees;
   translation  distance between the aligned and the requested camera centre divided by the requested
@@ -39,11 +41,8 @@ def align_to_request(est_c2w: np.ndarray, req_c2w: np.ndarray) -> Sim3:
         raise ValueError(f"estimated and requested poses must both be [N, 4, 4], got {est.shape} and {req.shape}")
     try:
         return estimate_sim3(est, req)
-    except RegistrationError as exc:
-        if "does not move" not in str(exc):
-            raise ValueError(f"the estimated cameras cannot be aligned to the requested ones: {exc}") from None
-    rot = mean_rotation(est, req)
-    return Sim3(1.0, rot, req[:, :3, 3].mean(0) - rot @ est[:, :3, 3].mean(0))
+    except RegistrationError:  # no positive scale fits the centres
+        return Sim3(0.0, mean_rotation(est, req), req[:, :3, 3].mean(0))
 
 
 def camera_errors(est_c2w: np.ndarray, req_c2w: np.ndarray) -> CameraErrors:

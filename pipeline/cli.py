@@ -334,11 +334,6 @@ def presets() -> None:
         typer.echo(f"{name:<24} {path}")
 
 
-def main() -> None:
-    logging.captureWarnings(True)
-    app()
-
-
 evaluate_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
                            help="Scores: camera x time grid on the synthetic scene; camera accuracy of a video.")
 app.add_typer(evaluate_app, name="evaluate")
@@ -410,3 +405,7 @@ def evaluate_cameras_command(
     except (ValueError, OSError, RuntimeError) as exc:
         _fail(str(exc))
     typer.echo((out / "summary.md").read_text())
+
+def main() -> None:
+    logging.captureWarnings(True)
+    app()

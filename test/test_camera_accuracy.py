@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy.spatial.transform import Rotation
 
 from geometry.camera_accuracy import camera_errors
@@ -81,11 +82,17 @@ def test_rotation_error_is_the_geodesic_angle():
     np.testing.assert_allclose(err.rotation_deg, np.rad2deg(expected), atol=1e-6)
 
 
-def test_static_estimate_of_a_moving_request_keeps_scale_one():
+@pytest.mark.parametrize("motion", ["static", "backwards"])
+def test_estimate_without_a_positive_scale_scores_as_not_moving(motion):
     req = _requested()
-    est = np.tile(np.eye(4), (N, 1, 1))
-    est[:, :3, :3] = req[:, :3, :3]
+    est = req.copy()
+    if motion == "static":
+        est[:, :3, 3] = 0.0
+    else:
+        est[:, :3, 3] = -req[:, :3, 3]  # the camera runs the path backwards: the fitted scale would be negative
     err = camera_errors(est, req)
-    assert err.alignment.scale == 1.0
+    assert err.alignment.scale == 0.0
     c = req[:, :3, 3] - req[:, :3, 3].mean(0)
     np.testing.assert_allclose(err.translation, np.linalg.norm(c, axis=1) / err.path_scale, rtol=1e-9)
+    np.testing.assert_allclose(np.sqrt(np.mean(err.translation**2)), 1.0, rtol=1e-9)
+    np.testing.assert_allclose(err.rotation_deg, 0.0, atol=1e-5)
