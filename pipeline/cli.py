@@ -406,6 +406,7 @@ def evaluate_cameras_command(
         _fail(str(exc))
     typer.echo((out / "summary.md").read_text())
 
+
 def main() -> None:
     logging.captureWarnings(True)
     app()
