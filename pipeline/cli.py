@@ -353,16 +353,38 @@ def evaluate_grid(
     frames: Annotated[int, typer.Option(help="Output frames per cell (before a freeze's copies).")] = 17,
     width: Annotated[int, typer.Option(help="Render width in pixels (even).")] = 208,
     height: Annotated[int, typer.Option(help="Render height in pixels (even).")] = 120,
+    generate: Annotated[bool, typer.Option("--generate", help="Also generate every cell (needs the generation "
+                                           "weights and sizes that are multiples of 16) and score the result.")] = False,
+    checkpoints_dir: Annotated[Path, typer.Option("--checkpoints_dir", help="Root of the weights layout.")] = DEFAULT_CHECKPOINTS,
+    caption: Annotated[Optional[str], typer.Option(help="Caption for --generate. [default: the video's entry in "
+                                                   "captions.json beside it]")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the generator's noise.")] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
 ) -> None:
-    """Camera x time grid: render every cell and score it against the synthetic scene's analytic ground truth."""
-    from pipeline.evaluate import CAMERAS, EXAMPLE_GEOMETRY, EXAMPLE_VIDEO, TIMES, GridSettings, run_grid
+    """Camera x time grid: render (and with --generate, generate) every cell and score it against the synthetic
+    scene's analytic ground truth."""
+    from pipeline.batch import GENERATION_MULTIPLE
+    from pipeline.evaluate import CAMERAS, EXAMPLE_GEOMETRY, EXAMPLE_VIDEO, TIMES, GridSettings, generator_for, run_grid
     from pipeline.logging_utils import setup_logging
 
     setup_logging(verbose)
+    video = video or EXAMPLE_VIDEO
     try:
         settings = GridSettings(_names(cameras, tuple(CAMERAS)), _names(times, tuple(TIMES)), frames, width, height)
-        scores = run_grid(out, settings, video or EXAMPLE_VIDEO, geometry or EXAMPLE_GEOMETRY)
+        generator = None
+        if generate:
+            if width % GENERATION_MULTIPLE or height % GENERATION_MULTIPLE:
+                raise ValueError(f"--generate needs --width and --height that are multiples of {GENERATION_MULTIPLE} "
+                                 f"(got {width}x{height}); e.g. --width 832 --height 480")
+            if caption is None:
+                from models.florence import load_captions_file, lookup_caption
+
+                captions = video.parent / "captions.json"
+                caption = lookup_caption(load_captions_file(captions), video) if captions.is_file() else None
+                if caption is None:
+                    raise ValueError(f"--generate needs a caption for {video}: pass --caption or add it to {captions}")
+            generator = generator_for(checkpoints_dir, caption, seed)
+        scores = run_grid(out, settings, video, geometry or EXAMPLE_GEOMETRY, generator)
     except (ValueError, OSError) as exc:
         _fail(str(exc))
     typer.echo((out / "grid.md").read_text())

@@ -10,7 +10,9 @@ the source frame can see at all):
   mask_iou               render mask vs analytic visibility, coverage = mean of the render mask.
 PSNR pools every scored pixel of the clip (one MSE), SSIM is the mean of the per-pixel map
 (``geometry.metrics``). Writes grid.csv, grid.md, heatmap.png and each cell's folder (render, mask,
-cameras, viewer) under cells/. The generator is not run (scores are for the render stage).
+cameras, viewer) under cells/. With a generator (``--generate``, when its weights are present) each cell
+is also generated and the result scored the same way: gen_psnr_full / gen_ssim_full over the whole frame,
+gen_psnr_mask over the render's mask (NaN without a generator).
 
 ``cameras`` — camera accuracy of any video against the path it was asked to follow: its cameras are
 re-estimated by the geometry stage's model (Depth-Anything-3), aligned to the request by a similarity
@@ -108,6 +110,9 @@ class CellScore:
     mask_iou: float
     coverage: float
     seconds: float
+    gen_psnr_full: float = float("nan")
+    gen_ssim_full: float = float("nan")
+    gen_psnr_mask: float = float("nan")
 
 
 def source_clip(video: SourceVideo, geometry: GeometryCache) -> SourceClip:
@@ -138,9 +143,34 @@ def _path_options(camera: str, pattern: str, frames: int) -> tuple[str, PathOpti
     return text, PathOptions(n_frames=frames, adaptive_frames=False, **extra)
 
 
+Generator = Callable[[Path, SourceVideo], Path]  # (render folder, source) -> the generated video in that folder
+
+
+def generator_for(checkpoints_dir: Path, caption: str, seed: int = 0, device: str = "auto") -> Generator:
+    """The generate stage (``produce_generated``) with the weights of the ``checkpoints/`` layout; raises
+    FileNotFoundError listing each missing file with the command that fetches it."""
+    from pipeline.layout import GENERATED_FILE
+    from pipeline.stages.cached import describe_missing
+    from pipeline.stages.generate import produce_generated
+    from pipeline.stages.weights import default_weight_paths
+    from pipeline.weights import expected_weights
+
+    missing = [w for w in expected_weights(checkpoints_dir) if w.required_for == "generate" and not w.path.exists()]
+    if missing:
+        raise FileNotFoundError("--generate needs weights that are missing:\n" + describe_missing(missing))
+    weights = default_weight_paths(checkpoints_dir)
+
+    def generate(cell: Path, source: SourceVideo) -> Path:
+        produce_generated(cell, source, cell, caption, weights, seed, False, False, "stretch", device)
+        return cell / GENERATED_FILE
+
+    return generate
+
+
 def score_cell(out: Path, video: SourceVideo, geometry_file: Path, clip: SourceClip, scene: SyntheticScene,
-               camera: str, pattern: str, settings: GridSettings) -> CellScore:
-    """Render one cell into ``out`` with the render stage and score it against the analytic ground truth."""
+               camera: str, pattern: str, settings: GridSettings, generator: Generator | None = None) -> CellScore:
+    """Render one cell into ``out`` with the render stage (and generate it with ``generator``), and score it
+    against the analytic ground truth."""
     start = time.perf_counter()
     text, options = _path_options(camera, pattern, settings.frames)
     spec = parse_trajectory(text, f"<grid camera {camera}, time {pattern}>")
@@ -150,6 +180,11 @@ def score_cell(out: Path, video: SourceVideo, geometry_file: Path, clip: SourceC
     rendered, mask = read_video(out / "render.mp4"), load_mask(out / "mask.npz")
     truth, visible = ground_truth(scene, path, clip)
     truth = np.round(truth * 255).astype(np.uint8)
+    generated = {}
+    if generator is not None:
+        frames = read_video(generator(out, video))
+        generated = {"gen_psnr_full": psnr(frames, truth), "gen_ssim_full": ssim(frames, truth),
+                     "gen_psnr_mask": psnr(frames, truth, mask) if mask.any() else float("nan")}
     write_viewer(out, path, f"{camera} x {pattern}")
     return CellScore(
         camera, pattern, len(path),
@@ -157,12 +192,14 @@ def score_cell(out: Path, video: SourceVideo, geometry_file: Path, clip: SourceC
         ssim_mask=ssim(rendered, truth, mask) if mask.any() else float("nan"),
         psnr_full=psnr(rendered, truth), ssim_full=ssim(rendered, truth),
         mask_iou=mask_iou(mask, visible), coverage=float(mask.mean()), seconds=time.perf_counter() - start,
+        **generated,
     )
 
 
 def run_grid(out_dir: Path, settings: GridSettings = GridSettings(), video: Path = EXAMPLE_VIDEO,
-             geometry_file: Path = EXAMPLE_GEOMETRY) -> list[CellScore]:
-    """Score every camera x time cell; write grid.csv, grid.md, heatmap.png and cells/<camera>__<time>/."""
+             geometry_file: Path = EXAMPLE_GEOMETRY, generator: Generator | None = None) -> list[CellScore]:
+    """Score every camera x time cell (rendered, and generated with ``generator``); write grid.csv, grid.md,
+    heatmap.png and cells/<camera>__<time>/."""
     out_dir = Path(out_dir)
     source = open_source(Path(video))
     geometry = load_geometry(geometry_file, expect_frames=source.info.num_frames)
@@ -173,7 +210,7 @@ def run_grid(out_dir: Path, settings: GridSettings = GridSettings(), video: Path
     scores = []
     for camera, pattern in tqdm(cells, desc="evaluate", unit="cell", disable=None):
         score = score_cell(out_dir / "cells" / f"{camera}__{pattern}", source, Path(geometry_file), clip, scene,
-                           camera, pattern, settings)
+                           camera, pattern, settings, generator)
         log.info("%s x %s: PSNR %.2f dB (mask) %.2f dB (full), IoU %.3f, %.1f s", camera, pattern,
                  score.psnr_mask, score.psnr_full, score.mask_iou, score.seconds)
         scores.append(score)
@@ -196,7 +233,8 @@ def write_table(out_dir: Path, scores: list[CellScore], settings: GridSettings, 
     lines = [f"# Camera x time evaluation of the render stage", "",
              f"Scene: {video.name} (analytic ground truth), {settings.width}x{settings.height}, "
              f"{settings.frames} output frames per cell (+ the freeze's copies). PSNR in dB.", ""]
-    for metric in ("psnr_mask", "ssim_mask", "psnr_full", "mask_iou"):
+    generated = ("gen_psnr_full", "gen_psnr_mask") if any(np.isfinite(s.gen_psnr_full) for s in scores) else ()
+    for metric in ("psnr_mask", "ssim_mask", "psnr_full", "mask_iou", *generated):
         lines += [f"## {metric}", "", "| camera | " + " | ".join(settings.times) + " |",
                   "|---|" + "---|" * len(settings.times)]
         for c in settings.cameras:
@@ -218,6 +256,8 @@ def write_heatmap(out_png: Path, scores: list[CellScore], settings: GridSettings
 
     by_cell = {(s.camera, s.time): s for s in scores}
     panels = (("psnr_mask", "PSNR over the mask (dB)"), ("ssim_mask", "SSIM over the mask"), ("mask_iou", "mask IoU"))
+    if any(np.isfinite(s.gen_psnr_full) for s in scores):
+        panels += (("gen_psnr_full", "generated: PSNR over the frame (dB)"),)
     fig, axes = plt.subplots(len(panels), 1, squeeze=False,
                              figsize=(3 + 0.9 * len(settings.times), len(panels) * (1.4 + 0.4 * len(settings.cameras))))
     for ax, (metric, title) in zip(axes[:, 0], panels):

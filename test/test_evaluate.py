@@ -18,6 +18,7 @@ from pipeline.cli import app
 from pipeline.evaluate import (EXAMPLE_GEOMETRY, EXAMPLE_VIDEO, GridSettings, evaluate_cameras, run_grid,
                                write_camera_report)
 from pipeline.video_io import probe_video, write_video
+from test_generate import weights  # noqa: F401  (tiny DiT, VAE, umT5 in the published layout)
 from trajectories import orbit_c2w
 from trajectories.camera_path import CameraPath
 
@@ -134,3 +135,35 @@ def test_cameras_command_runs_the_real_da3_path(synthetic_video, tmp_path):
     assert "# Camera accuracy of clip.mp4" in result.output
     missing = CliRunner().invoke(app, [*args, "--da3_model_path", str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and "bash scripts/download.sh da3" in missing.output
+
+
+@pytest.mark.slow
+def test_grid_generates_and_scores_each_cell_with_the_weights_present(tmp_path, weights):  # noqa: F811
+    """--generate runs the generate stage per cell (tiny random models in the checkpoints layout, so the
+    values are meaningless) and scores generated.mp4 against the same ground truth as the render."""
+    from geometry.metrics import psnr
+    from geometry.synthetic import ground_truth
+    from pipeline.evaluate import source_clip
+    from pipeline.stages.source import open_source
+    from pipeline.video_io import read_video
+
+    ckpt = tmp_path / "checkpoints"
+    (ckpt / "InSpatio-World-1.3B").mkdir(parents=True)
+    (ckpt / "InSpatio-World-1.3B" / "InSpatio-World-1.3B.safetensors").symlink_to(weights.dit)
+    (ckpt / "Wan2.1-T2V-1.3B").symlink_to(weights.wan_dir, target_is_directory=True)
+    out = tmp_path / "grid"
+    args = ["evaluate", "grid", "--out", str(out), "--cameras", "orbit_left", "--times", "bullet", "--frames", "9",
+            "--width", "64", "--height", "48", "--checkpoints_dir", str(ckpt)]
+    result = CliRunner().invoke(app, [*args, "--generate"])
+    assert result.exit_code == 0, result.output
+    assert "## gen_psnr_full" in result.output
+    cell = out / "cells" / "orbit_left__bullet"
+    generated = read_video(cell / "generated.mp4")
+    assert generated.shape == (9, 48, 64, 3)
+    path = CameraPath.load(cell / "cameras.json")
+    source = open_source(EXAMPLE_VIDEO)
+    truth, _ = ground_truth(SyntheticScene(), path, source_clip(source, load_geometry(EXAMPLE_GEOMETRY)))
+    row = next(csv.DictReader((out / "grid.csv").open()))
+    assert float(row["gen_psnr_full"]) == pytest.approx(psnr(generated, np.round(truth * 255).astype(np.uint8)), abs=1e-4)
+    odd = CliRunner().invoke(app, [*args[:-2], "--width", "72", "--generate"])
+    assert odd.exit_code == 1 and "multiples of 16" in odd.output
