@@ -89,6 +89,12 @@ def _depth_scale(
     return float(np.exp(np.median(np.log(depth_dst[valid]) - np.log(depth_src[valid]))))
 
 
+def mean_rotation(c2w_src: np.ndarray, c2w_dst: np.ndarray) -> np.ndarray:
+    """Chordal L2 mean [3, 3] of ``Rdst_i · Rsrc_iᵀ`` over matching cameras [m, 4, 4]: the rotation nearest
+    (Frobenius) to their sum; defined for any camera motion, including none."""
+    return _project_to_rotation(np.einsum("nij,nkj->ik", c2w_dst[:, :3, :3], c2w_src[:, :3, :3]))
+
+
 def estimate_sim3(
     c2w_src: np.ndarray,
     c2w_dst: np.ndarray,
@@ -107,7 +113,7 @@ def estimate_sim3(
     c2w_dst = np.asarray(c2w_dst, dtype=np.float64)
     if c2w_src.shape != c2w_dst.shape or c2w_src.shape[1:] != (4, 4) or len(c2w_src) < 1:
         raise RegistrationError(f"need matching [m,4,4] camera sets, got {c2w_src.shape} and {c2w_dst.shape}")
-    rot = _project_to_rotation(np.einsum("nij,nkj->ik", c2w_dst[:, :3, :3], c2w_src[:, :3, :3]))
+    rot = mean_rotation(c2w_src, c2w_dst)
     c_src, c_dst = c2w_src[:, :3, 3], c2w_dst[:, :3, 3]
     mu_src, mu_dst = c_src.mean(0), c_dst.mean(0)
     if depth_src is not None and depth_dst is not None:

@@ -317,7 +317,8 @@ def _publish_one(batch: Batch, r: VideoRecord) -> Outcome:
     result = r.paths.generated / GENERATED_FILE if generated else None
     outcome = run_cached(
         "publish", r.paths.output, key, publish_stage.outputs(generated is not None),
-        lambda out: publish_stage.produce_outputs(out, r.source, r.paths.render, result, batch.cfg.render),
+        lambda out: publish_stage.produce_outputs(out, r.source, r.paths.render, result, batch.cfg.render,
+                                                  r.paths.geometry / GEOMETRY_FILE),
         batch.policy("publish"),
     )
     if not batch.cfg.dry_run:
@@ -424,7 +425,13 @@ def run_batch(cfg: RunConfig) -> list[dict]:
         for r in records:
             if "publish" not in r.outcomes:
                 _withdraw_outputs(r)
-    return _gather(batch, records)
+    summaries = _gather(batch, records)
+    if publish and not cfg.dry_run and batch.rank.rank == 0:
+        from pipeline.viewer import index_rows, write_index
+
+        write_index(cfg.output_folder, index_rows(summaries, cfg.output_folder),
+                    f"{cfg.input_dir.name} / {cfg.traj_path.stem}")
+    return summaries
 
 
 def _withdraw_outputs(r: VideoRecord) -> None:

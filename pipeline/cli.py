@@ -328,12 +328,36 @@ def _render_files(o: dict) -> None:
     typer.echo(f"{verb} {o['out']}: {frames.describe()} ({outcome.reason})")
 
 
-def _command(stages: tuple[str, ...], extra: list[inspect.Parameter] = ()):
+def _scout(o: dict) -> None:
+    """``scout``: the render stage at reduced size, plot and viewer, for every video; no model."""
+    from pipeline.layout import default_output_folder, default_work_dir
+    from pipeline.logging_utils import setup_logging
+    from pipeline.scout import run_scout, scout_folder_for
+
+    setup_logging(o["verbose"])
+    if o["output_folder"] is None and o["input_dir"] is not None and o["traj_txt_path"] is not None:
+        full_run = default_output_folder(Path(o["input_dir"]), Path(o["traj_txt_path"]))
+        o = {**o, "output_folder": scout_folder_for(full_run), "work_dir": o["work_dir"] or default_work_dir(full_run)}
+    try:
+        cfg = build_config(o, ("render",))
+        results = run_scout(cfg, cfg.output_folder, o["scale"])
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    for r in results:
+        typer.echo(f"{r.video:<24} {r.action:<12} {r.folder / 'viewer.html' if r.folder else 'ERROR ' + r.detail}")
+    if not cfg.dry_run:
+        typer.echo(f"index: {cfg.output_folder / 'index.html'}")
+    raise typer.Exit(1 if any(r.action == "failed" for r in results) else 0)
+
+
+def _command(stages: tuple[str, ...], extra: list[inspect.Parameter] = (), body=None):
     params = [*BATCH_OPTIONS, *extra]
 
     def command(**o: Any) -> None:
         try:
-            if o.get("video") is not None:
+            if body is not None:
+                body(o)
+            elif o.get("video") is not None:
                 _render_files(o)
             else:
                 run_batch_command(o, stages)
@@ -361,6 +385,12 @@ for _stage in STAGES:
     app.command(_stage, help=_STAGE_HELP[_stage] + " Reuses, never recomputes, the stages it depends on.")(
         _command((_stage,), RENDER_FILE_OPTIONS if _stage == "render" else []))
 
+SCOUT_OPTIONS = [_opt("scale", float, 0.25, "Size of the scout render relative to --width/--height (0.25 = a quarter).")]
+app.command("scout", help="Preview a trajectory in seconds, no model: the render stage at --scale of the working size, "
+            "plus source.mp4, trajectory.png and viewer.html per video and an index.html. Writes to "
+            "<output_folder>-scout (or --output_folder when given); uses provided or already computed geometry.")(
+    _command(("render",), SCOUT_OPTIONS, _scout))
+
 
 @app.command("worker", hidden=True)
 def worker(config: Path, stage: str, results: Path) -> None:
@@ -383,6 +413,101 @@ def presets() -> None:
 
     for name, path in list_presets().items():
         typer.echo(f"{name:<24} {path}")
+
+
+evaluate_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
+                           help="Scores: camera x time grid on the synthetic scene; camera accuracy of a video.")
+app.add_typer(evaluate_app, name="evaluate")
+
+
+def _names(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    return default if text is None else tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+@evaluate_app.command("grid")
+def evaluate_grid(
+    out: Annotated[Path, typer.Option(help="Folder for grid.csv, grid.md, heatmap.png and cells/.")] = Path("output/evaluate"),
+    video: Annotated[Optional[Path], typer.Option(help="Synthetic clip (scripts/make_synthetic.py). [default: the bundled example]")] = None,
+    geometry: Annotated[Optional[Path], typer.Option(help="Its geometry cache. [default: the bundled example's]")] = None,
+    cameras: Annotated[Optional[str], typer.Option(help="Comma-separated camera paths. [default: all]")] = None,
+    times: Annotated[Optional[str], typer.Option(help="Comma-separated time patterns. [default: all]")] = None,
+    frames: Annotated[int, typer.Option(help="Output frames per cell (before a freeze's copies).")] = 17,
+    width: Annotated[int, typer.Option(help="Render width in pixels (even).")] = 208,
+    height: Annotated[int, typer.Option(help="Render height in pixels (even).")] = 120,
+    generate: Annotated[bool, typer.Option("--generate", help="Also generate every cell (needs the generation "
+                                           "weights and sizes that are multiples of 16) and score the result.")] = False,
+    checkpoints_dir: Annotated[Path, typer.Option("--checkpoints_dir", help="Root of the weights layout.")] = DEFAULT_CHECKPOINTS,
+    caption: Annotated[Optional[str], typer.Option(help="Caption for --generate. [default: the video's entry in "
+                                                   "captions.json beside it]")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the generator's noise.")] = 0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
+) -> None:
+    """Camera x time grid: render (and with --generate, generate) every cell and score it against the synthetic
+    scene's analytic ground truth."""
+    from pipeline.evaluate import CAMERAS, EXAMPLE_GEOMETRY, EXAMPLE_VIDEO, TIMES, GridSettings, generator_for, run_grid
+    from pipeline.stages import render as render_stage
+    from pipeline.logging_utils import setup_logging
+
+    setup_logging(verbose)
+    video = video or EXAMPLE_VIDEO
+    try:
+        settings = GridSettings(_names(cameras, tuple(CAMERAS)), _names(times, tuple(TIMES)), frames, width, height)
+        generator = None
+        if generate:
+            if width % render_stage.SIZE_MULTIPLE or height % render_stage.SIZE_MULTIPLE:
+                raise ValueError(f"--generate needs --width and --height that are multiples of {render_stage.SIZE_MULTIPLE} "
+                                 f"(got {width}x{height}); e.g. --width 832 --height 480")
+            if caption is None:
+                from models.florence import load_captions_file, lookup_caption
+
+                captions = video.parent / "captions.json"
+                caption = lookup_caption(load_captions_file(captions), video) if captions.is_file() else None
+                if caption is None:
+                    raise ValueError(f"--generate needs a caption for {video}: pass --caption or add it to {captions}")
+            generator = generator_for(checkpoints_dir, caption, seed)
+        scores = run_grid(out, settings, video, geometry or EXAMPLE_GEOMETRY, generator)
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    typer.echo((out / "grid.md").read_text())
+    typer.echo(f"{len(scores)} cells; table: {out / 'grid.csv'}, {out / 'grid.md'}; heat map: {out / 'heatmap.png'}")
+
+
+@evaluate_app.command("cameras")
+def evaluate_cameras_command(
+    video: Annotated[Path, typer.Option(help="The video to check (e.g. generated.mp4 or render.mp4).")],
+    cameras: Annotated[Path, typer.Option(help="The cameras.json it was asked to follow.")],
+    out: Annotated[Optional[Path], typer.Option(help="Folder for cameras.csv and summary.md. [default: <video folder>/camera_accuracy]")] = None,
+    checkpoints_dir: Annotated[Path, typer.Option("--checkpoints_dir", help="Root of the weights layout.")] = DEFAULT_CHECKPOINTS,
+    da3_model_path: Annotated[Optional[Path], typer.Option("--da3_model_path", help="Depth-Anything-3 model folder. [default: <checkpoints_dir>/DA3]")] = None,
+    da3_process_res: Annotated[int, typer.Option("--da3_process_res", help="Long side DA3 sees.")] = _GEOMETRY_DEFAULTS.process_res,
+    da3_chunk_size: Annotated[int, typer.Option("--da3_chunk_size", help="Frames per DA3 call.")] = _GEOMETRY_DEFAULTS.chunk_size,
+    da3_overlap: Annotated[int, typer.Option("--da3_overlap", help="Frames shared by consecutive chunks.")] = _GEOMETRY_DEFAULTS.overlap,
+    gpus: Annotated[str, typer.Option(help="GPU id(s) for DA3; CPU where CUDA is unavailable.")] = "0",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
+) -> None:
+    """Camera accuracy: re-estimate the video's cameras with DA3, align them to cameras.json by a similarity
+    transform, report geodesic rotation error (degrees) and scale-normalised translation error per frame."""
+    from pipeline.dist import current_rank, device_for
+    from pipeline.evaluate import da3_estimator, evaluate_cameras, write_camera_report
+    from pipeline.logging_utils import setup_logging
+
+    setup_logging(verbose)
+    model = da3_model_path or checkpoints_dir / "DA3"
+    out = out or video.parent / "camera_accuracy"
+    try:
+        for path, what in ((video, "--video"), (cameras, "--cameras")):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} not found; check {what}")
+        if not model.exists():
+            raise FileNotFoundError(f"Depth-Anything-3 model {model} not found; fetch it with: bash scripts/download.sh da3 "
+                                    "(or pass --da3_model_path)")
+        estimator = da3_estimator(model, device_for(current_rank(), _gpus(gpus)), da3_process_res, da3_chunk_size,
+                                  da3_overlap)
+        errors = evaluate_cameras(video, cameras, estimator)
+        write_camera_report(out, errors, video, cameras)
+    except (ValueError, OSError, RuntimeError) as exc:
+        _fail(str(exc))
+    typer.echo((out / "summary.md").read_text())
 
 
 def main() -> None:

@@ -15,7 +15,9 @@ Output folder (one per trajectory; default ``./output/<input dir name>/<trajecto
     source.mp4      the source frames the model saw: working resolution, following the time map
     render.mp4, mask.mp4, cameras.json   the conditions used
     preview.mp4     side by side: source | render | mask | result (source | render | mask without a result)
+    viewer.html     the videos playing frame-locked (``pipeline.viewer``); trajectory.png the camera path
     manifest.json
+  <output_folder>/index.html   one row per video with a link to its viewer
 
 The default work folder is ``<output_folder>/../work`` so that every trajectory rendered from one input
 folder shares its captions and geometry.

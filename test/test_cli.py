@@ -60,8 +60,10 @@ def test_rerun_reuses_and_trajectory_change_rerenders_only(env):
     assert first.exit_code == 3, first.output  # everything but generation (no weights here)
     assert table(first.output) == {v: ["ran", "ran", "ran", "missing weights"] for v in ("a.mp4", "b.mp4")}
     for v in ("a", "b"):
-        for name in ("source.mp4", "render.mp4", "mask.mp4", "cameras.json", "preview.mp4"):
+        for name in ("source.mp4", "render.mp4", "mask.mp4", "cameras.json", "preview.mp4", "viewer.html", "trajectory.png"):
             assert (env["out"] / v / name).is_file()
+    index = (env["out"] / "index.html").read_text()
+    assert index.count('viewer.html">viewer</a>') == 2 and "generation weights missing" in index
     assert (env["work"] / "a" / "caption" / "caption.txt").read_text().strip() == "A synthetic room, clip a."
     published = read_manifest(env["out"] / "a")
 

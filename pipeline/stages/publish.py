@@ -14,9 +14,11 @@ from pipeline.manifest import StageKey, invalidate, manifest_path
 from pipeline.stages.config import OutputSettings
 from pipeline.stages.source import SourceVideo
 from pipeline.video_io import EncodeOptions, VideoReader, VideoWriter
+from pipeline.trajectory_plot import TRAJECTORY_FILE, write_trajectory_plot
+from pipeline.viewer import VIEWER_FILE, write_viewer
 from trajectories import CameraPath
 
-VERSION = 1
+VERSION = 2
 COPIED = ["render.mp4", "mask.mp4", "cameras.json"]
 CHUNK = 16
 # The preview is for people; the conditions and the source keep the writer's default fidelity.
@@ -24,7 +26,7 @@ PREVIEW_ENCODE = EncodeOptions(crf=20, preset="ultrafast")
 
 
 def outputs(with_result: bool) -> list[str]:
-    return [*COPIED, "source.mp4", "preview.mp4"] + ([GENERATED_FILE] if with_result else [])
+    return [*COPIED, "source.mp4", "preview.mp4", VIEWER_FILE, TRAJECTORY_FILE] + ([GENERATED_FILE] if with_result else [])
 
 
 def withdraw(out_dir: Path) -> list[str]:
@@ -62,9 +64,20 @@ def _panels(readers: list[VideoReader], indices: range) -> np.ndarray:
     return np.concatenate([r.get_batch(list(indices)) for r in readers], axis=2)
 
 
+def write_source_video(out: Path, source: SourceVideo, path: CameraPath, resize: str) -> None:
+    """``out``: the source frames output frame by output frame (following the time map), at the path's size
+    and the ``resize`` policy, so they line up with the render."""
+    size = (path.width, path.height)
+    with VideoReader(source.path, size=size, resize=resize, min_frames=1) as src, VideoWriter(out, path.fps, *size) as writer:
+        for i in range(0, len(path), CHUNK):
+            for frame in src.get_batch(path.source_index[i:i + CHUNK].tolist()):
+                writer.write(frame)
+
+
 def produce_outputs(out_dir: Path, source: SourceVideo, render_dir: Path, generated: Path | None,
-                    settings: OutputSettings) -> None:
-    """Copy the conditions and result; write source.mp4 (time-mapped) and preview.mp4 side by side."""
+                    settings: OutputSettings, geometry_file: Path) -> None:
+    """Copy the conditions and result; write source.mp4 (time-mapped), preview.mp4 side by side, viewer.html
+    and trajectory.png (the camera path over ``geometry_file``'s first frame)."""
     out_dir = Path(out_dir)
     for name in COPIED:
         _copy(render_dir / name, out_dir / name)
@@ -74,11 +87,7 @@ def produce_outputs(out_dir: Path, source: SourceVideo, render_dir: Path, genera
         (out_dir / GENERATED_FILE).unlink(missing_ok=True)
     path = CameraPath.load(render_dir / "cameras.json")
     size = (path.width, path.height)
-    with VideoReader(source.path, size=size, resize=settings.resize, min_frames=1) as src, \
-            VideoWriter(out_dir / "source.mp4", path.fps, *size) as writer:
-        for i in range(0, len(path), CHUNK):
-            for frame in src.get_batch(path.source_index[i:i + CHUNK].tolist()):
-                writer.write(frame)
+    write_source_video(out_dir / "source.mp4", source, path, settings.resize)
     panels = [out_dir / "source.mp4", render_dir / "render.mp4", render_dir / "mask.mp4"]
     if generated is not None:
         panels.append(generated)
@@ -90,3 +99,6 @@ def produce_outputs(out_dir: Path, source: SourceVideo, render_dir: Path, genera
         for i in range(0, n, CHUNK):
             for frame in _panels(readers, range(i, min(n, i + CHUNK))):
                 writer.write(frame)
+    title = f"{source.name} / {render_dir.name}"
+    write_trajectory_plot(out_dir / TRAJECTORY_FILE, path, geometry_file, source.path, title)
+    write_viewer(out_dir, path, title)
