@@ -11,7 +11,8 @@ the exact sub-pixel preimage, bilinearly over taps of the same surface only, so 
 depth edges. The mask is exactly the set of covered pixels.
 
 Conventions: OpenCV camera axes; ``w2c`` world-to-camera, ``c2w`` camera-to-world [B,4,4];
-K [B,3,3] in pixels of the image they describe (pixel centres at integer coordinates); images are
+K [B,3,3] in pixels of the image they describe (pixel centres at integer coordinates; moved
+between resolutions by ``scale_intrinsics``, DA3's convention); images are
 float [B,3,H,W] in [0,1].
 """
 

@@ -383,8 +383,8 @@ def make_source_clip(
 
 def make_geometry(scene: SyntheticScene, clip: SourceClip, depth_hw: tuple[int, int] = (294, 504)) -> GeometryCache:
     """Analytic geometry of the clip at ``depth_hw``: z-depth (0 where nothing is hit), w2c
-    extrinsics of the source cameras, intrinsics scaled to ``depth_hw`` with pixel centres aligned
-    ((u' + 0.5) = (u + 0.5) * w'/w), conf = 1, image ray-cast at ``depth_hw``. Metadata names the
+    extrinsics of the source cameras, intrinsics scaled to ``depth_hw`` as DA3 scales them
+    (``scale_intrinsics``: u' = u * w'/w), conf = 1, image ray-cast at ``depth_hw``. Metadata names the
     producer; the caller adds the video name and hash."""
     h, w = depth_hw
     K = scale_intrinsics(torch.from_numpy(clip.K), (clip.height, clip.width), depth_hw).numpy()

@@ -133,15 +133,16 @@ def test_handheld_path_is_gentle_and_starts_at_identity():
 
 
 def test_geometry_matches_full_resolution_pixels(clip):
-    """Depth grid 3x coarser: low-res pixel (u', v') sees the ray of full-res pixel (3u'+1, 3v'+1)."""
+    """Depth grid 3x coarser, intrinsics scaled as DA3 scales them (x' = x / 3): low-res pixel (u', v')
+    sees the ray of full-res pixel (3u', 3v')."""
     geo = make_geometry(SCENE, clip, depth_hw=(22, 32))
     assert geo.resolution == (22, 32) and geo.num_frames == 9
     np.testing.assert_allclose(geo.intrinsics[0], scale_intrinsics(torch.from_numpy(clip.K), (66, 96), (22, 32)).numpy())
     np.testing.assert_array_equal(geo.extrinsics, np.linalg.inv(clip.c2w))
     for i in (0, 7):
         full = SCENE.render(clip.c2w[i], clip.K, 96, 66, i / FPS)
-        np.testing.assert_allclose(geo.depth[i], full.depth[1::3, 1::3], rtol=1e-6)
-        np.testing.assert_array_equal(geo.image[i], clip.frames[i, 1::3, 1::3])
+        np.testing.assert_allclose(geo.depth[i], full.depth[::3, ::3], rtol=1e-6)
+        np.testing.assert_array_equal(geo.image[i], clip.frames[i, ::3, ::3])
     assert (geo.conf == 1).all()
 
 

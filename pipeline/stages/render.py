@@ -24,7 +24,7 @@ from pipeline.stages.source import SourceVideo
 from pipeline.video_io import VideoInfo
 from trajectories import CameraPath, PathOptions, TrajectorySpec, foreground_depth, make_camera_path
 
-VERSION = 1
+VERSION = 2
 OUTPUTS = ["render.mp4", "mask.mp4", "mask.npz", "cameras.json"]
 BACKENDS = ("torch",)
 RESIZE_POLICIES = ("stretch", "crop")
