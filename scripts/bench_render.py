@@ -1,8 +1,9 @@
 """Benchmark and quality check of the render stage on the synthetic scene.
 
-Speed: ``render_to_folder`` end to end (decode the source video, render, encode render.mp4 and
-mask.mp4, write mask.npz and cameras.json) in a fresh child process, reporting wall ms/frame,
-CPU ms/frame and peak RSS (which includes the loaded geometry cache).
+Speed: the render stage end to end (open the DA3-layout compressed geometry npz with depth, conf and
+image as the stage does, streaming its frames; decode the source video, render, encode render.mp4
+and mask.mp4, write mask.npz and cameras.json) in a fresh child process, reporting wall ms/frame,
+CPU ms/frame and peak RSS.
 Quality (``--quality``): PSNR of the decoded render.mp4 against the analytic ground truth over the
 covered pixels that are truly visible, and over those within 5 px of a depth edge; mask IoU.
 
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geometry.cache import load_geometry, save_geometry
+from geometry.cache import open_geometry, save_geometry
 from geometry.synthetic import SourceClip, SyntheticScene, ground_truth, handheld_path, intrinsics_for, make_geometry, make_source_clip
 from pipeline.render_output import RenderOptions, load_mask, render_to_folder
 from pipeline.video_io import EncodeOptions, file_sha256, read_video, write_video
@@ -76,7 +77,7 @@ def prepare(args: argparse.Namespace) -> None:
     clip = make_source_clip(scene, args.source_frames, args.width, args.height, args.fps, handheld_path(args.source_frames, args.fps))
     write_video(d / "source.mp4", clip.frames, clip.fps, EncodeOptions(crf=10, preset="medium"))
     geo = make_geometry(scene, clip, (args.depth_height, args.depth_width))
-    geo = dataclasses.replace(geo, image=None, conf=None, meta=dataclasses.replace(geo.meta, video_sha256=file_sha256(d / "source.mp4")))
+    geo = dataclasses.replace(geo, meta=dataclasses.replace(geo.meta, video_sha256=file_sha256(d / "source.mp4")))
     np.save(d / "source_c2w.npy", clip.c2w)
     save_geometry(d / "geometry.npz", geo)
     print(f"prepared {d} in {time.perf_counter() - t:.1f} s")
@@ -106,12 +107,13 @@ def options(args: argparse.Namespace) -> RenderOptions:
 
 def child(args: argparse.Namespace) -> None:
     d = scene_dir(args)
-    geo = load_geometry(d / "geometry.npz")
-    path = camera_path(args, np.load(d / "source_c2w.npy"))
     out = args.workdir / f"out_{args.frames}"
+    out.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    result = render_to_folder(d / "source.mp4", geo, path, out, options(args))
+    with open_geometry(d / "geometry.npz", scratch_dir=out) as geo:  # as the render stage reads it
+        path = camera_path(args, np.load(d / "source_c2w.npy"))
+        result = render_to_folder(d / "source.mp4", geo, path, out, options(args))
     wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
     n = result.num_frames
     print(json.dumps({
@@ -122,7 +124,8 @@ def child(args: argparse.Namespace) -> None:
         "load_average_before": load,
         "load_average_after": os.getloadavg()[0],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "geometry_mb": (geo.depth.nbytes + (0 if geo.conf is None else geo.conf.nbytes)) / 2**20,
+        "geometry_mb": sum(a.nbytes for a in (geo.depth, geo.conf, geo.image) if a is not None) / 2**20,
+        "geometry_npz_mb": (d / "geometry.npz").stat().st_size / 2**20,
         "coverage": result.coverage,
         "threads": torch.get_num_threads(),
         "out": str(out),

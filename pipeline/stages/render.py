@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geometry.cache import GeometryCache, load_geometry
+from geometry.cache import GeometryCache, open_geometry
 from geometry.unproject import cover_hw, crop_intrinsics, scale_intrinsics
 from pipeline.manifest import StageKey, text_sha256
 from pipeline.stages.config import OutputSettings
@@ -85,7 +85,10 @@ def produce_render(out_dir: Path, source: SourceVideo, geometry_file: Path, spec
                    options: PathOptions, settings: OutputSettings, device: str) -> None:
     from pipeline.render_output import RenderOptions, render_to_folder
 
-    geometry = load_geometry(geometry_file, expect_frames=source.info.num_frames)
-    camera_path = build_camera_path(geometry, spec, options, settings, source.info)
-    render_to_folder(source.path, geometry, camera_path, out_dir,
-                     RenderOptions(device=device, colour_size=colour_size(source.info, settings)))
+    # Depth, conf and image are streamed through a scratch folder inside out_dir (removed afterwards),
+    # so memory does not grow with the video's length.
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with open_geometry(geometry_file, expect_frames=source.info.num_frames, scratch_dir=out_dir) as geometry:
+        camera_path = build_camera_path(geometry, spec, options, settings, source.info)
+        render_to_folder(source.path, geometry, camera_path, out_dir,
+                         RenderOptions(device=device, colour_size=colour_size(source.info, settings)))
