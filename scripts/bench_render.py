@@ -34,7 +34,8 @@ import torch
 
 from geometry.cache import open_geometry, save_geometry
 from geometry.synthetic import SourceClip, SyntheticScene, ground_truth, handheld_path, intrinsics_for, make_geometry, make_source_clip
-from pipeline.render_output import RenderOptions, load_mask, render_to_folder
+from pipeline.render_folder import RenderFolder
+from pipeline.render_output import RenderOptions, render_to_folder
 from pipeline.video_io import EncodeOptions, file_sha256, read_video, write_video
 from trajectories.camera_path import CameraPath
 from trajectories.orbit import orbit_c2w
@@ -137,12 +138,13 @@ def quality(args: argparse.Namespace, out: Path) -> dict:
 
     d = scene_dir(args)
     c2w = np.load(d / "source_c2w.npy")
-    path = CameraPath.load(out / "cameras.json")
+    folder = RenderFolder(out)
+    path = folder.cameras()
     n = len(c2w)
     clip = SourceClip(np.broadcast_to(np.zeros((1, args.height, args.width, 3), np.uint8), (n, args.height, args.width, 3)), c2w, intrinsics_for(args.width, args.height), args.fps)
     gt, visible, depth = ground_truth(SyntheticScene(), path, clip, return_depth=True)
-    rendered = read_video(out / "render.mp4")
-    mask = load_mask(out / "mask.npz")
+    rendered = read_video(folder.render_video)
+    mask = folder.load_mask()
     band = np.stack([edge_band(dd, px=5) for dd in depth])
     sel = mask & visible
     return {

@@ -18,7 +18,7 @@ from geometry.metrics import psnr
 from geometry.synthetic import SyntheticScene, make_geometry, make_source_clip
 from geometry.unproject import cover_hw, crop_box, crop_intrinsics, scale_intrinsics
 from pipeline.cli import app
-from pipeline.render_output import load_mask
+from pipeline.render_folder import load_mask
 from pipeline.stages import geometry as geometry_stage
 from pipeline.stages.config import GeometrySettings, OutputSettings
 from pipeline.stages.render import colour_size, produce_render

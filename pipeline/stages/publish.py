@@ -11,20 +11,19 @@ import numpy as np
 from pipeline.fsutil import atomic_write
 from pipeline.layout import GENERATED_FILE
 from pipeline.manifest import StageKey
+from pipeline.render_folder import RenderFolder
 from pipeline.stages.config import OutputSettings
 from pipeline.stages.source import SourceVideo
 from pipeline.video_io import EncodeOptions, VideoReader, VideoWriter
-from trajectories import CameraPath
 
 VERSION = 1
-COPIED = ["render.mp4", "mask.mp4", "cameras.json"]
 CHUNK = 16
 # The preview is for people; the conditions and the source keep the writer's default fidelity.
 PREVIEW_ENCODE = EncodeOptions(crf=20, preset="ultrafast")
 
 
 def outputs(with_result: bool) -> list[str]:
-    return [*COPIED, "source.mp4", "preview.mp4"] + ([GENERATED_FILE] if with_result else [])
+    return [*RenderFolder.CONDITIONS, "source.mp4", "preview.mp4"] + ([GENERATED_FILE] if with_result else [])
 
 
 def publish_key(source: SourceVideo, render_digest: str | None, generate_digest: str | None,
@@ -49,19 +48,19 @@ def _panels(readers: list[VideoReader], indices: range) -> np.ndarray:
 def produce_outputs(out_dir: Path, source: SourceVideo, render_dir: Path, generated: Path | None,
                     settings: OutputSettings) -> None:
     """Copy the conditions and result; write source.mp4 (time-mapped) and preview.mp4 side by side."""
-    out_dir = Path(out_dir)
-    for name in COPIED:
-        _copy(render_dir / name, out_dir / name)
+    out_dir, render = Path(out_dir), RenderFolder(render_dir)
+    for name in RenderFolder.CONDITIONS:
+        _copy(render.root / name, out_dir / name)
     if generated is not None:
         _copy(generated, out_dir / GENERATED_FILE)
-    path = CameraPath.load(render_dir / "cameras.json")
+    path = render.cameras()
     size = (path.width, path.height)
     with VideoReader(source.path, size=size, resize=settings.resize) as src, \
             VideoWriter(out_dir / "source.mp4", path.fps, *size) as writer:
         for i in range(0, len(path), CHUNK):
             for frame in src.get_batch(path.source_index[i:i + CHUNK].tolist()):
                 writer.write(frame)
-    panels = [out_dir / "source.mp4", render_dir / "render.mp4", render_dir / "mask.mp4"]
+    panels = [out_dir / "source.mp4", render.render_video, render.mask_video]
     if generated is not None:
         panels.append(generated)
     with ExitStack() as stack:

@@ -19,13 +19,14 @@ import torch
 from geometry.cache import GeometryCache, open_geometry
 from geometry.unproject import cover_hw, crop_intrinsics, scale_intrinsics
 from pipeline.manifest import StageKey, text_sha256
+from pipeline.render_folder import RenderFolder
 from pipeline.stages.config import OutputSettings
 from pipeline.stages.source import SourceVideo
 from pipeline.video_io import VideoInfo
 from trajectories import CameraPath, PathOptions, TrajectorySpec, foreground_depth, make_camera_path
 
 VERSION = 2
-OUTPUTS = ["render.mp4", "mask.mp4", "mask.npz", "cameras.json"]
+OUTPUTS = list(RenderFolder.OUTPUTS)
 BACKENDS = ("torch",)
 RESIZE_POLICIES = ("stretch", "crop")
 
