@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from geometry.cache import open_geometry, save_geometry
-from geometry.synthetic import SourceClip, SyntheticScene, ground_truth, handheld_path, intrinsics_for, make_geometry, make_source_clip
+from geometry.synthetic import SCENES, SourceClip, ground_truth, handheld_path, intrinsics_for, make_geometry, make_scene, make_source_clip
 from pipeline.render_folder import RenderFolder
 from pipeline.render_output import RenderOptions, render_to_folder
 from pipeline.video_io import EncodeOptions, file_sha256, read_video, write_video
@@ -50,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--depth-width", type=int, default=504)
     p.add_argument("--depth-height", type=int, default=294)
     p.add_argument("--fps", type=float, default=24.0)
+    p.add_argument("--scene", choices=sorted(SCENES), default="room", help="synthetic scene (geometry.synthetic.SCENES) [room]")
+    p.add_argument("--edge-conf", type=float, default=1.0,
+                   help="conf of depth pixels within 1 px of a depth edge, as a depth network reports them [1 = uniform]")
     p.add_argument("--yaw", type=float, default=20.0, help="final yaw of the orbit in degrees [20]")
     p.add_argument("--pitch", type=float, default=5.0, help="final pitch of the orbit in degrees [5]")
     p.add_argument("--radius", type=float, default=1.0, help="orbit radius in metres [1]")
@@ -66,7 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def scene_dir(args: argparse.Namespace) -> Path:
-    return args.workdir / f"scene_{args.source_frames}_{args.width}x{args.height}_{args.depth_width}x{args.depth_height}"
+    name = f"{args.scene}_{args.source_frames}_{args.width}x{args.height}_{args.depth_width}x{args.depth_height}_conf{args.edge_conf:g}"
+    return args.workdir / name
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -74,10 +78,10 @@ def prepare(args: argparse.Namespace) -> None:
     if (d / "geometry.npz").exists():
         return
     t = time.perf_counter()
-    scene = SyntheticScene()
+    scene = make_scene(args.scene)
     clip = make_source_clip(scene, args.source_frames, args.width, args.height, args.fps, handheld_path(args.source_frames, args.fps))
     write_video(d / "source.mp4", clip.frames, clip.fps, EncodeOptions(crf=10, preset="medium"))
-    geo = make_geometry(scene, clip, (args.depth_height, args.depth_width))
+    geo = make_geometry(scene, clip, (args.depth_height, args.depth_width), edge_conf=args.edge_conf)
     geo = dataclasses.replace(geo, meta=dataclasses.replace(geo.meta, video_sha256=file_sha256(d / "source.mp4")))
     np.save(d / "source_c2w.npy", clip.c2w)
     save_geometry(d / "geometry.npz", geo)
@@ -108,7 +112,7 @@ def options(args: argparse.Namespace) -> RenderOptions:
 
 def child(args: argparse.Namespace) -> None:
     d = scene_dir(args)
-    out = args.workdir / f"out_{args.frames}"
+    out = d / f"out_{args.frames}"
     out.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -142,7 +146,7 @@ def quality(args: argparse.Namespace, out: Path) -> dict:
     path = folder.cameras()
     n = len(c2w)
     clip = SourceClip(np.broadcast_to(np.zeros((1, args.height, args.width, 3), np.uint8), (n, args.height, args.width, 3)), c2w, intrinsics_for(args.width, args.height), args.fps)
-    gt, visible, depth = ground_truth(SyntheticScene(), path, clip, return_depth=True)
+    gt, visible, depth = ground_truth(make_scene(args.scene), path, clip, return_depth=True)
     rendered = read_video(folder.render_video)
     mask = folder.load_mask()
     band = np.stack([edge_band(dd, px=5) for dd in depth])
