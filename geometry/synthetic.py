@@ -281,16 +281,17 @@ def _tilted(objects: list[SceneObject], pitch_deg: float) -> tuple[SceneObject, 
 
 def _yard_objects() -> tuple[SceneObject, ...]:
     """A harder scene than the room (camera pitched 8 degrees down, 1.5 m above the ground): ground
-    receding to the horizon (grazing angles), a back wall 9 m ahead with waves of 2.7-4 px period at
-    832x480 (near the output's Nyquist limit), a crate turned 35 degrees (its top seen at ~12 degrees),
+    receding to the horizon (grazing angles), a back wall 9 m ahead with grey waves of 2.7-4 px period
+    at 832x480 (near the output's Nyquist limit; grey because H.264 4:2:0 keeps chroma at half
+    resolution, so colour waves that fine do not survive even in the source video), a crate turned 35 degrees (its top seen at ~12 degrees),
     three thin poles (2-5 cm), a fence of 5 cm slats with gaps, and a ball crossing the view."""
     ground_axes = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])
     objects = [
         SceneObject("ground", Rect(), Texture((0.42, 0.47, 0.33), checker(0.5, (0.2, 0.22, 0.15)) + (Wave((0, 6.0, 0), (0.05, 0.04, 0.03)),)),
                     (0.0, 1.5, 0.0), ground_axes),
         SceneObject("wall", Rect(4.0, 2.0),
-                    Texture((0.55, 0.5, 0.48), (Wave((30.0, 0, 0), (0.1, 0.06, -0.06)), Wave((0, 22.0, 0), (-0.05, 0.08, 0.05)),
-                                                Wave((14.0, 14.0, 0), (0.06, -0.05, 0.08), 0.7), Wave((1.5, 0.4, 0), (0.1, 0.06, -0.1)))),
+                    Texture((0.55, 0.5, 0.48), (Wave((30.0, 0, 0), (0.1, 0.1, 0.1)), Wave((0, 22.0, 0), (0.08, 0.08, 0.08)),
+                                                Wave((14.0, 14.0, 0), (0.06, 0.06, 0.06), 0.7), Wave((1.5, 0.4, 0), (0.1, 0.06, -0.1)))),
                     (0.5, -0.5, 9.0)),
         SceneObject("crate", Box((0.45, 0.4, 0.45)),
                     Texture((0.6, 0.45, 0.25), (Wave((12.0, 0, 0), (0.1, 0.08, 0.05)), Wave((0, 9.0, 9.0), (0.06, 0.05, 0.03), 0.5))),

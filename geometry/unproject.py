@@ -82,12 +82,22 @@ def _jumps(a: torch.Tensor, b: torch.Tensor, rel_jump: float) -> torch.Tensor:
     return (a - b).abs_() > torch.minimum(a, b).mul_(rel_jump)
 
 
-def valid_depth(depth: torch.Tensor, conf: torch.Tensor | None = None, min_conf_ratio: float = 0.0) -> torch.Tensor:
-    """Finite, positive depth whose confidence (if given) is at least ``min_conf_ratio`` x the frame's median."""
+def valid_depth(
+    depth: torch.Tensor, conf: torch.Tensor | None = None, min_conf_ratio: float = 0.0, conf_reach: int = 0
+) -> torch.Tensor:
+    """Finite, positive depth [B, h, w] that is confident: ``conf`` (if given) at least ``min_conf_ratio``
+    x the frame's median, or within ``conf_reach`` pixels (Chebyshev) of such a pixel. A depth
+    network's confidence dips in a band along every depth edge, thin structures included, where the
+    depth itself is fine (ramps between surfaces are removed by :func:`flying_pixels`); only regions
+    of low confidence wider than 2 x ``conf_reach`` (sky, glare) are dropped whole."""
     valid = torch.isfinite(depth) & (depth > 0)
     if conf is not None and min_conf_ratio > 0:
         med = conf.flatten(1).median(dim=1).values.view(-1, 1, 1)
-        valid &= conf >= min_conf_ratio * med
+        confident = conf >= min_conf_ratio * med
+        if conf_reach > 0:
+            k = 2 * conf_reach + 1
+            confident = F.max_pool2d(confident[:, None].float(), k, stride=1, padding=conf_reach)[:, 0] > 0
+        valid &= confident
     return valid
 
 

@@ -9,12 +9,15 @@ covered pixels that are truly visible, and over those within 5 px of a depth edg
 
   .venv/bin/python scripts/bench_render.py --frames 49 --quality --repeat 10
   .venv/bin/python scripts/bench_render.py --frames 400 --repeat 3   # 49 source frames, ping-pong time map
+  .venv/bin/python scripts/bench_render.py --frames 400 --source-frames 400   # a 400-frame geometry cache
+  .venv/bin/python scripts/bench_render.py --frames 49 --quality --scene yard --edge-conf 0.05   # the harder scene
+  .venv/bin/python scripts/bench_render.py --frames 49 --depth-width 832 --depth-height 480   # depth at output size
 
 With --repeat, wall/CPU/RSS are medians over the runs, with their ranges.
 
-The scene (832x480 video, depth at 504x294, handheld source camera) is cached in --workdir. The
-camera path orbits 1 m around the point 1 m in front of the first camera (yaw 0 -> --yaw degrees,
-pitch 0 -> --pitch degrees).
+The scene (--scene, 832x480 video, depth at 504x294, handheld source camera) is cached in --workdir
+as a DA3-layout compressed npz (depth, conf, image, cameras). The camera path orbits 1 m around the
+point 1 m in front of the first camera (yaw 0 -> --yaw degrees, pitch 0 -> --pitch degrees).
 """
 
 from __future__ import annotations
@@ -110,6 +113,17 @@ def options(args: argparse.Namespace) -> RenderOptions:
     )
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory: VmHWM, which starts afresh at exec. (ru_maxrss does not:
+    Linux carries the forking parent's high-water mark into the child, so a parent that has just
+    built a 400-frame scene in memory would be charged to the render.)"""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(args: argparse.Namespace) -> None:
     d = scene_dir(args)
     out = d / f"out_{args.frames}"
@@ -128,7 +142,7 @@ def child(args: argparse.Namespace) -> None:
         "of_which_system_ms": 1000 * (r1.ru_stime - r0.ru_stime) / n,
         "load_average_before": load,
         "load_average_after": os.getloadavg()[0],
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "geometry_mb": sum(a.nbytes for a in (geo.depth, geo.conf, geo.image) if a is not None) / 2**20,
         "geometry_npz_mb": (d / "geometry.npz").stat().st_size / 2**20,
         "coverage": result.coverage,
