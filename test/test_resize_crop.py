@@ -18,7 +18,7 @@ from geometry.metrics import psnr
 from geometry.synthetic import SyntheticScene, make_geometry, make_source_clip
 from geometry.unproject import cover_hw, crop_box, crop_intrinsics, scale_intrinsics
 from pipeline.cli import app
-from pipeline.render_folder import load_mask
+from pipeline.render_folder import RenderFolder, load_mask
 from pipeline.stages import geometry as geometry_stage
 from pipeline.stages.config import GeometrySettings, OutputSettings
 from pipeline.stages.render import colour_size, produce_render
@@ -119,6 +119,7 @@ def test_identity_render_with_crop_is_the_cropped_source(odd_clip):
     for policy in ("crop", "stretch"):
         out = odd_clip["root"] / policy
         produce_render(out, source, odd_clip["geometry"], spec, options, OutputSettings(width, height, policy), "cpu")
+        assert sorted(p.name for p in out.iterdir()) == sorted(RenderFolder.OUTPUTS)  # the streamed cache's scratch is gone
         renders[policy] = (read_video(out / "render.mp4")[0].astype(np.float64) / 255, load_mask(out / "mask.npz")[0],
                            CameraPath.load(out / "cameras.json"))
 
