@@ -166,6 +166,8 @@ def upsample_depth(
     B, h, w = depth.shape
     H, W = guide.shape[-2:]
     d = torch.where(valid, depth, torch.zeros_like(depth)).float()
+    if (h, w) == (H, W):  # already at colour resolution: every pixel is its own only tap (the general path agrees)
+        return d, valid.clone()
     x0, fx, y0, fy, cell = _upsample_taps((H, W), (h, w), depth.device)
     out = F.interpolate(d[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
 
