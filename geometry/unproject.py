@@ -82,6 +82,22 @@ def _jumps(a: torch.Tensor, b: torch.Tensor, rel_jump: float) -> torch.Tensor:
     return (a - b).abs_() > torch.minimum(a, b).mul_(rel_jump)
 
 
+def _dilate(mask: torch.Tensor, reach: int) -> torch.Tensor:
+    """Square (Chebyshev) dilation of a [B, h, w] bool mask by ``reach`` pixels: per axis, shifted ORs
+    whose shifts double the covered range (1, 2, 4, ...; a few bool ops instead of a max-pool)."""
+    out = mask.clone()
+    for dim in (2, 1):
+        n, done = out.shape[dim], 0
+        while done < reach:
+            step = min(done + 1, reach - done)  # covered [-done, done] -> [-done - step, done + step]
+            if step < n:
+                src = out.clone()
+                out.narrow(dim, step, n - step).logical_or_(src.narrow(dim, 0, n - step))
+                out.narrow(dim, 0, n - step).logical_or_(src.narrow(dim, step, n - step))
+            done += step
+    return out
+
+
 def valid_depth(
     depth: torch.Tensor, conf: torch.Tensor | None = None, min_conf_ratio: float = 0.0, conf_reach: int = 0
 ) -> torch.Tensor:
@@ -94,9 +110,8 @@ def valid_depth(
     if conf is not None and min_conf_ratio > 0:
         med = conf.flatten(1).median(dim=1).values.view(-1, 1, 1)
         confident = conf >= min_conf_ratio * med
-        if conf_reach > 0:
-            k = 2 * conf_reach + 1
-            confident = F.max_pool2d(confident[:, None].float(), k, stride=1, padding=conf_reach)[:, 0] > 0
+        if conf_reach > 0 and not bool(confident.all()):
+            confident = _dilate(confident, conf_reach)
         valid &= confident
     return valid
 

@@ -96,3 +96,15 @@ def test_fine_texture_keeps_its_contrast_under_a_half_pixel_shift():
     inner[:3] = inner[-3:] = False
     err = out.rgb[0, 0][inner].double() - wave(x - 0.5).expand(H, W)[inner]
     assert err.pow(2).mean().sqrt() < 0.06
+
+
+def test_confidence_reach_is_a_square_dilation():
+    """The shifted-OR dilation equals torch's max-pool over a (2r+1)^2 window (reference op)."""
+    import torch.nn.functional as F
+
+    from geometry.unproject import _dilate
+
+    mask = torch.rand(2, 37, 53, generator=torch.Generator().manual_seed(1)) > 0.97
+    for reach in (1, 2, 3, 4, 7, 40):
+        expected = F.max_pool2d(mask[:, None].float(), 2 * reach + 1, stride=1, padding=reach)[:, 0] > 0
+        assert torch.equal(_dilate(mask, reach), expected), reach
