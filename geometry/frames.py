@@ -91,14 +91,13 @@ class FrameArray:
         return self.shape[0]
 
     def __getitem__(self, index) -> np.ndarray:
+        """Frames by an int or a slice along the first axis (a tuple indexes within them afterwards)."""
         rest = ()
         if isinstance(index, tuple):
             index, rest = index[0], index[1:]
         if isinstance(index, slice):
             start, stop, step = index.indices(len(self))
-            if step != 1:
-                return self[:][index, *rest] if rest else self[:][index]
-            out = self._read(start, max(stop - start, 0))
+            out = self._read(start, max(stop - start, 0)) if step == 1 else self._read(0, len(self))[index]
         else:
             i = int(index)
             i = i + len(self) if i < 0 else i

@@ -351,3 +351,13 @@ def test_streamed_cache_equals_the_loaded_one(tmp_path: Path, depth_dtype, one_f
         with open_geometry(path, expect_frames=5):
             pass
 
+
+
+def test_streamed_cache_reads_fortran_order_members(tmp_path: Path, one_frame_chunks):
+    cache = make_cache(n=4)
+    arrays = da3_arrays(cache) | {"depth": np.asfortranarray(cache.depth), "conf": np.asfortranarray(cache.conf)}
+    path = tmp_path / "f.npz"
+    np.savez_compressed(path, **arrays)
+    with open_geometry(path) as streamed:
+        np.testing.assert_array_equal(np.asarray(streamed.depth), cache.depth)
+        np.testing.assert_array_equal(streamed.conf[3], cache.conf[3])
