@@ -10,23 +10,31 @@ Keys (the ones the ``depth-anything-3`` package's npz export writes):
 The sidecar ``<name>.json`` records the source video, its content hash, fps, frame count, producer
 and the format version. A cache without a sidecar (e.g. a user's own DA3 export) loads with unknown
 metadata: empty strings and zeros in :class:`GeometryMeta`, ``frame_count`` taken from the arrays.
+``load_geometry`` holds every array in memory; ``open_geometry`` streams the per-frame arrays
+(depth, conf, image) so that memory does not grow with the number of frames.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
+
+from geometry.frames import FrameArray, npz_members, write_frames
 
 FORMAT_VERSION = 1
 SIDECAR_FORMAT = "inspatio-geometry"
 REQUIRED_KEYS = ("depth", "extrinsics", "intrinsics")
 OPTIONAL_KEYS = ("conf", "image")
+FRAME_KEYS = ("depth", "conf", "image")  # the per-frame arrays, [N, h, w, ...]
 ROTATION_TOLERANCE = 1e-3
 FIX_HINT = "rerun the geometry stage with --force"
 
@@ -56,13 +64,15 @@ class GeometryMeta:
 
 @dataclass(frozen=True)
 class GeometryCache:
-    """Per-frame depth and cameras of one video (see module docstring for shapes and conventions)."""
+    """Per-frame depth and cameras of one video (see module docstring for shapes and conventions).
+    depth, conf and image are arrays in memory, or :class:`FrameArray` (frames read when indexed)
+    from :func:`open_geometry`."""
 
-    depth: np.ndarray
+    depth: np.ndarray | FrameArray
     extrinsics: np.ndarray
     intrinsics: np.ndarray
-    conf: Optional[np.ndarray] = None
-    image: Optional[np.ndarray] = None
+    conf: Optional[np.ndarray | FrameArray] = None
+    image: Optional[np.ndarray | FrameArray] = None
     meta: GeometryMeta = field(default_factory=GeometryMeta)
 
     @property
@@ -91,12 +101,53 @@ def _fail(source: str, problem: str, fix: str = FIX_HINT) -> GeometryCacheError:
 
 def _float_array(source: str, name: str, value: np.ndarray, dtype: type) -> np.ndarray:
     value = np.asarray(value)
-    if not np.issubdtype(value.dtype, np.floating):
-        raise _fail(source, f"'{name}' must be a floating-point array, got dtype {value.dtype}")
-    if not np.all(np.isfinite(value)):
-        bad = int(np.count_nonzero(~np.isfinite(value)))
-        raise _fail(source, f"'{name}' has {bad} non-finite values (NaN or inf)")
-    return np.ascontiguousarray(value, dtype=dtype)
+    _check_floating(source, name, value.dtype)
+    return _one(_checked_frames(source, name, [value], dtype))
+
+
+def _check_floating(source: str, name: str, dtype: np.dtype) -> None:
+    if not np.issubdtype(dtype, np.floating):
+        raise _fail(source, f"'{name}' must be a floating-point array, got dtype {dtype}")
+
+
+def _one(chunks: Iterator[np.ndarray]) -> np.ndarray:
+    (array,) = chunks
+    return array
+
+
+def _checked_frames(
+    source: str, name: str, chunks: Iterable[np.ndarray], dtype: type, surface: bool = False
+) -> Iterator[np.ndarray]:
+    """Each chunk of a floating-point array, in order, as C-contiguous ``dtype``, checked for
+    finiteness (and, with ``surface``, for depth's sign and for some positive value anywhere). The
+    problems are counted over all chunks and raised after the last one, with the first frame affected
+    (frames = the leading axis), so a streamed and an in-memory check say the same."""
+    nonfinite = negative = 0
+    first_nonfinite = first_negative = -1
+    any_positive = False
+    frame = 0
+    for chunk in chunks:
+        bad = ~np.isfinite(chunk)
+        count = int(np.count_nonzero(bad))
+        if count and first_nonfinite < 0:
+            first_nonfinite = frame + int(np.flatnonzero(bad.reshape(len(chunk), -1).any(1))[0])
+        nonfinite += count
+        out = np.ascontiguousarray(chunk, dtype=dtype)
+        if surface:
+            below = out < 0
+            count = int(np.count_nonzero(below))
+            if count and first_negative < 0:
+                first_negative = frame + int(np.flatnonzero(below.reshape(len(chunk), -1).any(1))[0])
+            negative += count
+            any_positive = any_positive or bool((out > 0).any())
+        frame += len(chunk)
+        yield out
+    if nonfinite:
+        raise _fail(source, f"'{name}' has {nonfinite} non-finite values (NaN or inf), the first in frame {first_nonfinite}")
+    if negative:
+        raise _fail(source, f"'{name}' has {negative} negative values (0 marks 'no surface'), the first in frame {first_negative}")
+    if surface and not any_positive:
+        raise _fail(source, f"'{name}' has no positive value: no frame has any surface")
 
 
 def _check_extrinsics(source: str, extrinsics: np.ndarray, n: int) -> np.ndarray:
@@ -143,40 +194,48 @@ def _check_intrinsics(source: str, intrinsics: np.ndarray, n: int, h: int, w: in
             raise _fail(source, f"'intrinsics' of frame {i} are implausible: {message} (K = {intrinsics[i].tolist()})")
 
 
+def _check_layout(source: str, shapes: dict[str, tuple[int, ...]], dtypes: dict[str, np.dtype]) -> tuple[int, int, int]:
+    """Shapes and dtypes of the per-frame arrays present (depth, conf, image); returns (N, h, w)."""
+    shape = shapes["depth"]
+    if len(shape) != 3 or min(shape) == 0:
+        raise _fail(source, f"'depth' must be a non-empty [N,h,w] array, got shape {list(shape)}")
+    n, h, w = shape
+    _check_floating(source, "depth", dtypes["depth"])
+    if "conf" in shapes:
+        _check_floating(source, "conf", dtypes["conf"])
+        if shapes["conf"] != (n, h, w):
+            raise _fail(source, f"'conf' must match 'depth' [{n},{h},{w}], got {list(shapes['conf'])}")
+    if "image" in shapes:
+        if dtypes["image"] != np.uint8:
+            raise _fail(source, f"'image' must be uint8, got dtype {dtypes['image']}")
+        if shapes["image"] != (n, h, w, 3):
+            raise _fail(source, f"'image' must be [{n},{h},{w},3] like 'depth', got {list(shapes['image'])}")
+    return n, h, w
+
+
+def _check_cameras(source: str, extrinsics, intrinsics, n: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(extrinsics [N,4,4] float64, intrinsics [N,3,3] float64), checked."""
+    extrinsics = _check_extrinsics(source, _float_array(source, "extrinsics", extrinsics, np.float64), n)
+    intrinsics = _float_array(source, "intrinsics", intrinsics, np.float64)
+    _check_intrinsics(source, intrinsics, n, h, w)
+    return extrinsics, intrinsics
+
+
 def validate_geometry(cache: GeometryCache, source: str = "geometry cache") -> GeometryCache:
     """Check shapes, dtypes, finiteness and plausibility; return a normalised copy.
 
     Normalised: depth/conf float32, extrinsics [N,4,4] float64 (3x4 accepted), intrinsics float64,
     image uint8. Raises :class:`GeometryCacheError` naming ``source`` and the problem.
     """
-    depth = np.asarray(cache.depth)
-    if depth.ndim != 3 or min(depth.shape) == 0:
-        raise _fail(source, f"'depth' must be a non-empty [N,h,w] array, got shape {list(depth.shape)}")
-    n, h, w = depth.shape
-    depth = _float_array(source, "depth", depth, np.float32)
-    if (depth < 0).any():
-        raise _fail(source, f"'depth' has {int(np.count_nonzero(depth < 0))} negative values (0 marks 'no surface')")
-    if not (depth > 0).any():
-        raise _fail(source, "'depth' has no positive value: no frame has any surface")
-    extrinsics = _check_extrinsics(source, _float_array(source, "extrinsics", cache.extrinsics, np.float64), n)
-    intrinsics = _float_array(source, "intrinsics", cache.intrinsics, np.float64)
-    _check_intrinsics(source, intrinsics, n, h, w)
-    conf = cache.conf
-    if conf is not None:
-        conf = _float_array(source, "conf", conf, np.float32)
-        if conf.shape != (n, h, w):
-            raise _fail(source, f"'conf' must match 'depth' [{n},{h},{w}], got {list(conf.shape)}")
-    image = cache.image
-    if image is not None:
-        image = np.asarray(image)
-        if image.dtype != np.uint8:
-            raise _fail(source, f"'image' must be uint8, got dtype {image.dtype}")
-        if image.shape != (n, h, w, 3):
-            raise _fail(source, f"'image' must be [{n},{h},{w},3] like 'depth', got {list(image.shape)}")
+    frames = {k: np.asarray(getattr(cache, k)) for k in FRAME_KEYS if getattr(cache, k) is not None}
+    n, h, w = _check_layout(source, {k: a.shape for k, a in frames.items()}, {k: a.dtype for k, a in frames.items()})
+    depth = _one(_checked_frames(source, "depth", [frames["depth"]], np.float32, surface=True))
+    extrinsics, intrinsics = _check_cameras(source, cache.extrinsics, cache.intrinsics, n, h, w)
+    conf = _one(_checked_frames(source, "conf", [frames["conf"]], np.float32)) if "conf" in frames else None
     meta = cache.meta
     if meta.frame_count and meta.frame_count != n:
         raise _fail(source, f"metadata says {meta.frame_count} frames but the arrays hold {n}")
-    return GeometryCache(depth=depth, extrinsics=extrinsics, intrinsics=intrinsics, conf=conf, image=image, meta=meta)
+    return GeometryCache(depth=depth, extrinsics=extrinsics, intrinsics=intrinsics, conf=conf, image=frames.get("image"), meta=meta)
 
 
 def _meta_to_json(meta: GeometryMeta) -> dict:
@@ -258,7 +317,15 @@ def save_geometry(path: str | Path, cache: GeometryCache, depth_dtype: type = np
         tmp.write_text(json.dumps(_meta_to_json(meta), indent=1))
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+def _unreadable(path: Path, exc: Exception) -> GeometryCacheError:
+    return _fail(str(path), f"not a readable .npz file ({exc})")
+
+
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def _read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` (those present) of the npz at ``path``, after checking it holds the required ones."""
     if not path.is_file():
         raise _fail(str(path), "geometry cache not found", "run the geometry stage first or check the path")
     try:
@@ -266,24 +333,15 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             missing = [k for k in REQUIRED_KEYS if k not in data.files]
             if missing:
                 raise _fail(str(path), f"missing key(s) {missing}; the file holds {sorted(data.files)}")
-            return {k: data[k] for k in REQUIRED_KEYS + OPTIONAL_KEYS if k in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            return {k: data[k] for k in keys if k in data.files}
+    except _READ_ERRORS as exc:
         if isinstance(exc, GeometryCacheError):
             raise
-        raise _fail(str(path), f"not a readable .npz file ({exc})") from exc
+        raise _unreadable(path, exc) from exc
 
 
-def load_geometry(
-    path: str | Path, expect_frames: int | None = None, expect_video_sha256: str | None = None
-) -> GeometryCache:
-    """Load and validate a cache; extrinsics come back as [N,4,4] float64 world-to-camera.
-
-    ``expect_frames``: the video's frame count, which must equal N. ``expect_video_sha256``: the
-    video's hash, checked against the sidecar's (a cache without a sidecar cannot be checked).
-    """
-    path = Path(path)
-    arrays = _read_npz(path)
-    cache = validate_geometry(GeometryCache(**arrays), source=str(path))
+def _with_meta(path: Path, cache: GeometryCache, expect_frames: int | None, expect_video_sha256: str | None) -> GeometryCache:
+    """The cache with its sidecar's metadata, checked against the video's frame count and hash."""
     side = sidecar_path(path)
     meta = _meta_from_json(side, cache.num_frames) if side.is_file() else GeometryMeta(frame_count=cache.num_frames)
     cache = dataclasses.replace(cache, meta=meta)
@@ -296,3 +354,51 @@ def load_geometry(
             f"{expect_video_sha256[:12]}… now; source {meta.source_video or 'unknown'})",
         )
     return cache
+
+
+def load_geometry(
+    path: str | Path, expect_frames: int | None = None, expect_video_sha256: str | None = None
+) -> GeometryCache:
+    """Load and validate a cache; extrinsics come back as [N,4,4] float64 world-to-camera.
+
+    ``expect_frames``: the video's frame count, which must equal N. ``expect_video_sha256``: the
+    video's hash, checked against the sidecar's (a cache without a sidecar cannot be checked).
+    Holds every array in memory; :func:`open_geometry` reads frames on demand instead.
+    """
+    path = Path(path)
+    cache = validate_geometry(GeometryCache(**_read_npz(path, REQUIRED_KEYS + OPTIONAL_KEYS)), source=str(path))
+    return _with_meta(path, cache, expect_frames, expect_video_sha256)
+
+
+@contextlib.contextmanager
+def open_geometry(
+    path: str | Path,
+    expect_frames: int | None = None,
+    expect_video_sha256: str | None = None,
+    scratch_dir: str | Path | None = None,
+) -> Iterator[GeometryCache]:
+    """:func:`load_geometry` with memory that does not grow with the video: depth, conf and image are
+    decompressed chunk by chunk, checked as they pass (every frame, the same checks and messages),
+    and written uncompressed into a temporary folder under ``scratch_dir`` (default: the system's
+    temporary folder); the cache yielded holds them as :class:`geometry.frames.FrameArray` (a frame
+    is read when indexed). The folder is removed on exit."""
+    path = Path(path)
+    small = _read_npz(path, ("extrinsics", "intrinsics"))
+    source = str(path)
+    with tempfile.TemporaryDirectory(prefix=".geometry-frames-", dir=scratch_dir) as tmp:
+        try:
+            members = npz_members(path, FRAME_KEYS)
+            _check_layout(source, {k: m.shape for k, m in members.items()}, {k: m.dtype for k, m in members.items()})
+            frames = {}
+            for key, member in members.items():
+                dtype = np.uint8 if key == "image" else np.float32
+                chunks = member.chunks() if key == "image" else _checked_frames(source, key, member.chunks(), dtype, key == "depth")
+                frames[key] = write_frames(Path(tmp) / f"{key}.npy", member.shape, dtype, chunks)
+        except _READ_ERRORS as exc:
+            if isinstance(exc, GeometryCacheError):
+                raise
+            raise _unreadable(path, exc) from exc
+        n, h, w = frames["depth"].shape
+        extrinsics, intrinsics = _check_cameras(source, small["extrinsics"], small["intrinsics"], n, h, w)
+        cache = GeometryCache(frames["depth"], extrinsics, intrinsics, frames.get("conf"), frames.get("image"))
+        yield _with_meta(path, cache, expect_frames, expect_video_sha256)

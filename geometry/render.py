@@ -7,11 +7,13 @@ the quad when J^-1 (p - q) lies inside the quad, so continuous surfaces tile the
 cracks at any magnification up to ``max_footprint`` and silhouettes stay at their exact position.
 Among the quads covering a pixel the nearest wins (packed depth|index keys reduced with
 ``scatter_reduce(amin)``). The winner's colour is sampled from the full-resolution source frame at
-the exact sub-pixel preimage, bilinearly over taps of the same surface only, so nothing bleeds across
-depth edges. The mask is exactly the set of covered pixels.
+the exact sub-pixel preimage: bicubically inside a surface (keeps the contrast of fine texture that
+bilinear resampling halves), and near depth edges bilinearly over taps of the same surface only, so
+nothing bleeds across depth edges. The mask is exactly the set of covered pixels.
 
 Conventions: OpenCV camera axes; ``w2c`` world-to-camera, ``c2w`` camera-to-world [B,4,4];
-K [B,3,3] in pixels of the image they describe (pixel centres at integer coordinates); images are
+K [B,3,3] in pixels of the image they describe (pixel centres at integer coordinates; moved
+between resolutions by ``scale_intrinsics``, DA3's convention); images are
 float [B,3,H,W] in [0,1].
 """
 
@@ -43,13 +45,15 @@ _FAR = 1e8  # start of rejected quads' test values, far outside [256, 512)
 @dataclass(frozen=True)
 class RenderSettings:
     """rel_jump: relative depth jump that separates two surfaces (edge test, flying pixels).
-    min_conf_ratio: drop depth whose confidence is below this fraction of the frame's median.
+    min_conf_ratio: drop depth whose confidence is below this fraction of the frame's median ...
+    conf_reach: ... unless it lies within this many depth pixels of confident depth (edge bands).
     max_footprint: largest projected quad extent (target pixels) rasterised; beyond it, cracks.
     coverage_eps: tolerance (in source pixels) of the quad-coverage test, closing rounding seams.
     near: smallest target z-depth drawn."""
 
     rel_jump: float = 0.04
     min_conf_ratio: float = 0.1
+    conf_reach: int = 4
     max_footprint: int = 4
     coverage_eps: float = 0.02
     near: float = 1e-3
@@ -109,7 +113,7 @@ def prepare_sources(
     then upsamples depth edge-aware to the colour resolution."""
     rgb = colour.permute(0, 3, 1, 2).contiguous().float().div_(255.0)  # permuting bytes is cheaper
     depth = depth.float()
-    valid = valid_depth(depth, conf, settings.min_conf_ratio)
+    valid = valid_depth(depth, conf, settings.min_conf_ratio, settings.conf_reach)
     valid &= ~flying_pixels(depth, valid, settings.rel_jump)
     H, W = rgb.shape[-2:]
     if H * W > _MAX_PIXELS:
@@ -326,7 +330,7 @@ def render_views(
     depth = hi.bitwise_and_(-(1 << (_KEY_Z - 32)))
     depth = depth.add_(depth).view(torch.float32).mul_(maskf)  # (z bits >> _Z_DROP) << _Z_DROP
     # A [B, height, width] grid: grid_sample vectorises along the output rows.
-    rgb = F.grid_sample(src.colour, grid, mode="bilinear", padding_mode="border", align_corners=False).mul_(maskf[:, None])
+    rgb = F.grid_sample(src.colour, grid, mode="bicubic", padding_mode="border", align_corners=False).clamp_(0, 1).mul_(maskf[:, None])
     # Near source depth edges, resample from taps on the winner's own surface only.
     sel = (lo & (1 << _KEY_EDGE)).view(-1).nonzero()[:, 0]
     if len(sel):

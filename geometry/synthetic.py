@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from geometry.cache import GeometryCache, GeometryMeta
+from geometry.metrics import edge_band
 from geometry.unproject import scale_intrinsics
 from trajectories.camera_path import CameraPath
 
@@ -147,7 +148,48 @@ class Rect:
         return n
 
 
-Shape = Union[Sphere, Rect]
+@dataclass(frozen=True)
+class Slats(Rect):
+    """A fence: the rectangle keeps only vertical slats ``slat_width`` wide every ``period`` along x,
+    starting at x = -half_width."""
+
+    period: float = 0.15
+    slat_width: float = 0.05
+
+    def intersect(self, o: np.ndarray, d: np.ndarray, rot: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        s = super().intersect(o, d, rot, pos)
+        hit = np.isfinite(s)
+        x = np.einsum("ij,j->i", (o - pos) + np.where(hit, s, 0.0)[:, None] * d, rot[:, 0]) + self.half_width
+        return np.where(hit & (np.mod(x, self.period) <= self.slat_width), s, np.inf)
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned box in the object frame, |x_i| <= half[i]."""
+
+    half: tuple[float, float, float]
+
+    def intersect(self, o: np.ndarray, d: np.ndarray, rot: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """As :meth:`Sphere.intersect` (slab method in the object frame)."""
+        half = np.asarray(self.half)
+        oo = _to_frame(np.broadcast_to(o - pos, d.shape), rot)
+        dd = _to_frame(d, rot)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t0, t1 = (-half - oo) / dd, (half - oo) / dd
+        near = np.nan_to_num(np.minimum(t0, t1), nan=-np.inf).max(1)
+        far = np.nan_to_num(np.maximum(t0, t1), nan=np.inf).min(1)
+        s = np.where(near > _EPS, near, far)
+        return np.where((near <= far) & (s > _EPS), s, np.inf)
+
+    def normal(self, p: np.ndarray) -> np.ndarray:
+        """Unit normals [M,3] of the faces holding object-frame surface points."""
+        axis = np.argmax(np.abs(p) / np.asarray(self.half), axis=1)
+        n = np.zeros_like(p)
+        n[np.arange(len(p)), axis] = np.sign(p[np.arange(len(p)), axis])
+        return n
+
+
+Shape = Union[Sphere, Rect, Box]
 
 
 @dataclass(frozen=True, eq=False)
@@ -177,7 +219,6 @@ def _room_objects() -> tuple[SceneObject, ...]:
     """The default room, built in a level 'room' frame and tilted into camera-0 axes (camera pitched
     12 degrees down, 1.5 m above the floor): floor, a high-frequency back wall 7 m ahead, a board,
     a static sphere and a smaller sphere that slides left-right and spins in front of it."""
-    tilt = _rotation((1, 0, 0), 12.0)  # camera-from-room
     floor_axes = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # object x, y, z -> room x, z, -y
     objects = [
         SceneObject(
@@ -222,19 +263,58 @@ def _room_objects() -> tuple[SceneObject, ...]:
             motion=Motion(amplitude=(1.2, 0.0, 0.0), frequency_hz=0.2, spin_axis=(0, 0, 1), spin_deg_per_s=90.0),
         ),
     ]
-    return tuple(
-        replace(
-            o,
-            position=tuple(tilt @ np.asarray(o.position)),
-            rotation=tilt @ o.rotation,
-            motion=_tilt_motion(o.motion, tilt),
-        )
-        for o in objects
-    )
+    return _tilted(objects, 12.0)
 
 
 def _tilt_motion(m: Motion, tilt: np.ndarray) -> Motion:
     return replace(m, velocity=tuple(tilt @ np.asarray(m.velocity)), amplitude=tuple(tilt @ np.asarray(m.amplitude)))
+
+
+def _tilted(objects: list[SceneObject], pitch_deg: float) -> tuple[SceneObject, ...]:
+    """Objects built in a level 'room' frame, moved into the axes of a camera pitched ``pitch_deg`` down."""
+    tilt = _rotation((1, 0, 0), pitch_deg)  # camera-from-room
+    return tuple(
+        replace(o, position=tuple(tilt @ np.asarray(o.position)), rotation=tilt @ o.rotation, motion=_tilt_motion(o.motion, tilt))
+        for o in objects
+    )
+
+
+def _yard_objects() -> tuple[SceneObject, ...]:
+    """A harder scene than the room (camera pitched 8 degrees down, 1.5 m above the ground): ground
+    receding to the horizon (grazing angles), a back wall 9 m ahead with grey waves of 2.7-4 px period
+    at 832x480 (near the output's Nyquist limit; grey because H.264 4:2:0 keeps chroma at half
+    resolution, so colour waves that fine do not survive even in the source video), a crate turned 35 degrees (its top seen at ~12 degrees),
+    three thin poles (2-5 cm), a fence of 5 cm slats with gaps, and a ball crossing the view."""
+    ground_axes = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])
+    objects = [
+        SceneObject("ground", Rect(), Texture((0.42, 0.47, 0.33), checker(0.5, (0.2, 0.22, 0.15)) + (Wave((0, 6.0, 0), (0.05, 0.04, 0.03)),)),
+                    (0.0, 1.5, 0.0), ground_axes),
+        SceneObject("wall", Rect(4.0, 2.0),
+                    Texture((0.55, 0.5, 0.48), (Wave((30.0, 0, 0), (0.1, 0.1, 0.1)), Wave((0, 22.0, 0), (0.08, 0.08, 0.08)),
+                                                Wave((14.0, 14.0, 0), (0.06, 0.06, 0.06), 0.7), Wave((1.5, 0.4, 0), (0.1, 0.06, -0.1)))),
+                    (0.5, -0.5, 9.0)),
+        SceneObject("crate", Box((0.45, 0.4, 0.45)),
+                    Texture((0.6, 0.45, 0.25), (Wave((12.0, 0, 0), (0.1, 0.08, 0.05)), Wave((0, 9.0, 9.0), (0.06, 0.05, 0.03), 0.5))),
+                    (1.0, 1.1, 4.2), _rotation((0, 1, 0), 35.0)),
+        *(SceneObject(f"pole{i}", Rect(hw, 1.4), Texture((0.85, 0.85, 0.8), (Wave((0, 3.0, 0), (0.1, 0.1, 0.1)),)), (x, 0.1, z))
+          for i, (hw, x, z) in enumerate([(0.025, -0.3, 3.2), (0.015, 0.35, 5.0), (0.01, 2.2, 6.5)])),
+        SceneObject("fence", Slats(0.9, 0.6, period=0.15, slat_width=0.05),
+                    Texture((0.7, 0.6, 0.45), (Wave((0, 5.0, 0), (0.08, 0.06, 0.04)),)), (-2.4, 0.9, 6.0)),
+        SceneObject("rail", Rect(0.95, 0.03), Texture((0.6, 0.5, 0.4)), (-2.375, 0.55, 5.98)),
+        SceneObject("ball", Sphere(0.3), Texture((0.3, 0.55, 0.8), checker(0.2, (0.3, 0.3, 0.2), (0, 1))),
+                    (-1.5, 1.0, 3.6), motion=Motion(velocity=(1.2, 0.0, 0.0), spin_axis=(0, 0, 1), spin_deg_per_s=60.0)),
+    ]
+    return _tilted(objects, 8.0)
+
+
+SCENES = {"room": _room_objects, "yard": _yard_objects}
+
+
+def make_scene(name: str = "room") -> "SyntheticScene":
+    """One of the bundled scenes by name (``SCENES``): ``room`` (the default) or ``yard`` (harder)."""
+    if name not in SCENES:
+        raise ValueError(f"unknown synthetic scene {name!r}; choose one of {', '.join(SCENES)}")
+    return SyntheticScene(objects=SCENES[name]())
 
 
 @dataclass(frozen=True)
@@ -294,7 +374,7 @@ class SyntheticScene:
             rot, pos = obj.pose(t)
             p = _to_frame(points[sel] - pos, rot)
             cos = np.einsum("ij,j->i", obj.shape.normal(p), rot.T @ light)
-            lambert = np.abs(cos) if isinstance(obj.shape, Rect) else np.maximum(cos, 0.0)
+            lambert = np.abs(cos) if isinstance(obj.shape, Rect) else np.maximum(cos, 0.0)  # a Rect has two sides
             rgb[sel] = obj.texture(p) * (self.ambient + (1 - self.ambient) * lambert)[:, None]
         return rgb
 
@@ -381,25 +461,31 @@ def make_source_clip(
     return SourceClip(frames, c2w, K, float(fps))
 
 
-def make_geometry(scene: SyntheticScene, clip: SourceClip, depth_hw: tuple[int, int] = (294, 504)) -> GeometryCache:
+def make_geometry(
+    scene: SyntheticScene, clip: SourceClip, depth_hw: tuple[int, int] = (294, 504), edge_conf: float = 1.0
+) -> GeometryCache:
     """Analytic geometry of the clip at ``depth_hw``: z-depth (0 where nothing is hit), w2c
-    extrinsics of the source cameras, intrinsics scaled to ``depth_hw`` with pixel centres aligned
-    ((u' + 0.5) = (u + 0.5) * w'/w), conf = 1, image ray-cast at ``depth_hw``. Metadata names the
+    extrinsics of the source cameras, intrinsics scaled to ``depth_hw`` as DA3 scales them
+    (``scale_intrinsics``: u' = u * w'/w), conf = 1 except ``edge_conf`` within 1 px of a depth edge
+    (``metrics.edge_band``; a depth network is least sure there), image ray-cast at ``depth_hw``. Metadata names the
     producer; the caller adds the video name and hash."""
     h, w = depth_hw
     K = scale_intrinsics(torch.from_numpy(clip.K), (clip.height, clip.width), depth_hw).numpy()
     n = len(clip.c2w)
     depth = np.empty((n, h, w), dtype=np.float32)
     image = np.empty((n, h, w, 3), dtype=np.uint8)
+    conf = np.ones((n, h, w), dtype=np.float32)
     for i in range(n):
         view = scene.render(clip.c2w[i], K, w, h, i / clip.fps)
         depth[i] = np.where(np.isfinite(view.depth), view.depth, 0.0)
         image[i] = np.round(view.rgb * 255)
+        if edge_conf != 1.0:
+            conf[i][edge_band(view.depth, px=1)] = edge_conf
     return GeometryCache(
         depth=depth,
         extrinsics=np.linalg.inv(clip.c2w),
         intrinsics=np.tile(K, (n, 1, 1)),
-        conf=np.ones((n, h, w), dtype=np.float32),
+        conf=conf,
         image=image,
         meta=GeometryMeta(fps=clip.fps, frame_count=n, producer="geometry.synthetic"),
     )

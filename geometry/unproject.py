@@ -3,6 +3,9 @@
 Conventions: OpenCV camera axes (x right, y down, z forward); pixel (i, j) has its centre at
 image coordinates (x=j, y=i); intrinsics K map camera coordinates to those pixel coordinates; depth
 is z-depth in scene units; invalid depth is represented by a ``valid`` mask (depth there is 0).
+Intrinsics move between resolutions the way Depth-Anything-3 moves them (``scale_intrinsics``:
+plain multiplication, x' = x * W'/W), so a cache's intrinsics mean what DA3 means by them; the
+pixel-centre mapping x' = (x + 0.5) * W'/W - 0.5 is used only where images are resampled.
 All functions are batched over a leading frame dimension B and run on any torch device.
 """
 
@@ -15,14 +18,12 @@ import torch.nn.functional as F
 
 
 def scale_intrinsics(K: torch.Tensor, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> torch.Tensor:
-    """K [..., 3, 3] for an image of size ``from_hw`` -> K for the same view resampled to ``to_hw``
-    (pixel-centre convention: x' = (x + 0.5) * W'/W - 0.5)."""
-    sy, sx = to_hw[0] / from_hw[0], to_hw[1] / from_hw[1]
+    """K [..., 3, 3] for an image of size ``from_hw`` -> K for the same view at ``to_hw``, by DA3's
+    convention (``InputProcessor._resize_ixt``, its COLMAP export): rows 0 and 1 multiplied by
+    W'/W and H'/H, i.e. x' = x * W'/W, so fx' = fx * W'/W and cx' = cx * W'/W."""
     K = K.clone()
-    K[..., 0, :] *= sx
-    K[..., 1, :] *= sy
-    K[..., 0, 2] += 0.5 * sx - 0.5
-    K[..., 1, 2] += 0.5 * sy - 0.5
+    K[..., 0, :] *= to_hw[1] / from_hw[1]
+    K[..., 1, :] *= to_hw[0] / from_hw[0]
     return K
 
 
@@ -42,12 +43,11 @@ def crop_box(from_hw: tuple[int, int], to_hw: tuple[int, int]) -> tuple[int, int
 def crop_intrinsics(K: torch.Tensor, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> torch.Tensor:
     """K [..., 3, 3] for an image of size ``from_hw`` -> K for its centre crop resampled to ``to_hw``.
 
-    With the window (y0, x0, h, w) = ``crop_box(from_hw, to_hw)`` and pixel centres aligned as in
-    ``scale_intrinsics``: x' = (x - x0 + 0.5) * W'/w - 0.5, y' = (y - y0 + 0.5) * H'/h - 0.5, so
-    fx' = fx * W'/w, cx' = (cx - x0 + 0.5) * W'/w - 0.5 (likewise in y). When the window is exact
-    (w = W * fh / H or h = H * fw / W without rounding) this is "scale by s = max(H'/fh, W'/fw) so the
-    frame covers to_hw, then drop equal margins": cx' = (cx + 0.5) * s - 0.5 - (fw * s - W') / 2.
-    Assumes K's last row is [0, 0, 1]."""
+    With the window (y0, x0, h, w) = ``crop_box(from_hw, to_hw)``, shifted by whole pixels and then
+    scaled as in ``scale_intrinsics``: x' = (x - x0) * W'/w, y' = (y - y0) * H'/h, so fx' = fx * W'/w,
+    cx' = (cx - x0) * W'/w (likewise in y). When the window is exact (w = W * fh / H or h = H * fw / W
+    without rounding) this is "scale by s = max(H'/fh, W'/fw) so the frame covers to_hw, then drop
+    equal margins": cx' = cx * s - (fw * s - W') / 2. Assumes K's last row is [0, 0, 1]."""
     y0, x0, h, w = crop_box(from_hw, to_hw)
     K = K.clone()
     K[..., 0, 2] -= x0
@@ -82,12 +82,37 @@ def _jumps(a: torch.Tensor, b: torch.Tensor, rel_jump: float) -> torch.Tensor:
     return (a - b).abs_() > torch.minimum(a, b).mul_(rel_jump)
 
 
-def valid_depth(depth: torch.Tensor, conf: torch.Tensor | None = None, min_conf_ratio: float = 0.0) -> torch.Tensor:
-    """Finite, positive depth whose confidence (if given) is at least ``min_conf_ratio`` x the frame's median."""
+def _dilate(mask: torch.Tensor, reach: int) -> torch.Tensor:
+    """Square (Chebyshev) dilation of a [B, h, w] bool mask by ``reach`` pixels: per axis, shifted ORs
+    whose shifts double the covered range (1, 2, 4, ...; a few bool ops instead of a max-pool)."""
+    out = mask.clone()
+    for dim in (2, 1):
+        n, done = out.shape[dim], 0
+        while done < reach:
+            step = min(done + 1, reach - done)  # covered [-done, done] -> [-done - step, done + step]
+            if step < n:
+                src = out.clone()
+                out.narrow(dim, step, n - step).logical_or_(src.narrow(dim, 0, n - step))
+                out.narrow(dim, 0, n - step).logical_or_(src.narrow(dim, step, n - step))
+            done += step
+    return out
+
+
+def valid_depth(
+    depth: torch.Tensor, conf: torch.Tensor | None = None, min_conf_ratio: float = 0.0, conf_reach: int = 0
+) -> torch.Tensor:
+    """Finite, positive depth [B, h, w] that is confident: ``conf`` (if given) at least ``min_conf_ratio``
+    x the frame's median, or within ``conf_reach`` pixels (Chebyshev) of such a pixel. A depth
+    network's confidence dips in a band along every depth edge, thin structures included, where the
+    depth itself is fine (ramps between surfaces are removed by :func:`flying_pixels`); only regions
+    of low confidence wider than 2 x ``conf_reach`` (sky, glare) are dropped whole."""
     valid = torch.isfinite(depth) & (depth > 0)
     if conf is not None and min_conf_ratio > 0:
         med = conf.flatten(1).median(dim=1).values.view(-1, 1, 1)
-        valid &= conf >= min_conf_ratio * med
+        confident = conf >= min_conf_ratio * med
+        if conf_reach > 0 and not bool(confident.all()):
+            confident = _dilate(confident, conf_reach)
+        valid &= confident
     return valid
 
 
@@ -156,6 +181,8 @@ def upsample_depth(
     B, h, w = depth.shape
     H, W = guide.shape[-2:]
     d = torch.where(valid, depth, torch.zeros_like(depth)).float()
+    if (h, w) == (H, W):  # already at colour resolution: every pixel is its own only tap (the general path agrees)
+        return d, valid.clone()
     x0, fx, y0, fy, cell = _upsample_taps((H, W), (h, w), depth.device)
     out = F.interpolate(d[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
 

@@ -124,7 +124,7 @@ BATCH_OPTIONS = [
          "Source, reference and preview frames follow the same policy; the geometry always covers the whole "
          "frame, so changing this re-renders but never re-runs DA3."),
     _opt("fps", Optional[float], None, "Output frame rate. [default: the source's]"),
-    _opt("render_backend", str, "torch", "Point renderer backend (torch; pytorch3d when installed)."),
+    _opt("render_backend", str, "torch", "Point renderer backend: torch, the only one (pure torch, CPU or CUDA)."),
     _opt("seed", int, 0, "Seed of the generator's noise."),
     _opt("use_tae", bool, False, "Decode with the TAEHV tiny decoder instead of the Wan VAE (faster)."),
     _opt("compile_dit", bool, False, "torch.compile the DiT."),

@@ -117,7 +117,7 @@ class CellScore:
 
 def source_clip(video: SourceVideo, geometry: GeometryCache) -> SourceClip:
     """The synthetic clip's cameras as ``ground_truth`` needs them: c2w from the cache, K scaled from the
-    cache's resolution to the video's (pixel centres aligned), the video's fps. No frames are kept."""
+    cache's resolution to the video's (plainly, as DA3 does), the video's fps. No frames are kept."""
     h, w = video.info.height, video.info.width
     K = scale_intrinsics(torch.from_numpy(geometry.intrinsics[0]), geometry.resolution, (h, w)).numpy()
     frames = np.broadcast_to(np.zeros((1, 1, 1, 3), np.uint8), (geometry.num_frames, h, w, 3))

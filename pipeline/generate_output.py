@@ -1,7 +1,7 @@
 """Generate stage: source video + render folder + caption → generated video (causal DiT, streamed).
 
 Inputs: the source video; the render folder of the render stage (``render.mp4``, ``mask.npz``
-(lossless, read with ``pipeline.render_output.load_mask``; ``mask.mp4`` is the fallback), ``cameras.json`` with the per-frame ``source_index`` time
+(lossless, read with ``pipeline.render_folder.load_mask``; ``mask.mp4`` is the fallback), ``cameras.json`` with the per-frame ``source_index`` time
 map); the caption; the weights (``GenerateWeights``).
 
 Frame bookkeeping. The camera path has N frames. The VAE turns 4k−3 frames into k latent frames and
@@ -40,7 +40,7 @@ from models.sampler import BLOCK_FRAMES, generate_latents, generator_renoise
 from models.taehv import TAEHV
 from models.umt5 import TextEncoder
 from models.wan_vae import TEMPORAL_STRIDE, WanVAE
-from pipeline.render_output import load_mask
+from pipeline.render_folder import RenderFolder
 from pipeline.video_io import EncodeOptions, VideoError, VideoReader, VideoWriter
 from trajectories.camera_path import CameraPath
 
@@ -170,13 +170,14 @@ def _require(path: Path, what: str) -> Path:
 
 def read_render_mask(render_dir: Path, size: tuple[int, int]) -> np.ndarray:
     """Coverage mask bool [N, H, W] of a render folder: ``mask.npz`` (lossless), else ``mask.mp4`` (> 50 % grey)."""
-    npz = render_dir / "mask.npz"
+    folder = RenderFolder(render_dir)
+    npz = folder.mask_npz
     if npz.is_file():
         try:
-            return load_mask(npz)
+            return folder.load_mask()
         except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
             raise VideoError(f"{npz}: unreadable mask ({exc!r}); re-run the render stage") from None
-    mp4 = _require(render_dir / "mask.mp4", "mask (mask.npz or mask.mp4)")
+    mp4 = _require(folder.mask_video, "mask (mask.npz or mask.mp4)")
     with VideoReader(mp4, size=size, min_frames=1) as r:
         return np.stack([f[..., 0] > 127 for f in r])
 
@@ -205,7 +206,7 @@ class _Inputs:
 
 def _check_inputs(source: VideoReader, render: VideoReader, render_dir: Path) -> _Inputs:
     """Validate the render folder against the source video; plan the frames."""
-    cameras_path = _require(render_dir / "cameras.json", "camera path (cameras.json)")
+    cameras_path = _require(RenderFolder(render_dir).cameras_json, "camera path (cameras.json)")
     cameras = CameraPath.load(cameras_path)
     width, height = render.frame_size
     if width % SPATIAL_MULTIPLE or height % SPATIAL_MULTIPLE:
@@ -257,7 +258,7 @@ def generate_to_file(
     if options.use_tae and weights.tae is None:
         raise FileNotFoundError("use_tae needs the TAEHV checkpoint taew2_1.pth (see README, 'Weights')")
     dit_config = DiTConfig.from_json(weights.config_path)
-    with VideoReader(_require(render_dir / "render.mp4", "render video"), min_frames=1) as render, \
+    with VideoReader(_require(RenderFolder(render_dir).render_video, "render video"), min_frames=1) as render, \
             VideoReader(source_video, size=render.frame_size, resize=options.resize, min_frames=1) as source:
         inputs = _check_inputs(source, render, render_dir)
         plan, n = inputs.plan, inputs.plan.requested

@@ -1,12 +1,6 @@
-"""Render stage: source video + geometry cache + camera path -> a folder of render outputs.
-
-Writes (each file atomically):
-  render.mp4    H.264 render of the geometry along the camera path (black where nothing is seen)
-  mask.mp4      H.264 coverage mask (white = covered), for viewing and for the model
-  mask.npz      the same mask, lossless: ``packed`` uint8 [N, H, ceil(W/8)] (np.packbits along
-                width, big bit order) and ``shape`` [N, H, W]; read it with ``load_mask``
-  cameras.json  the camera path (``CameraPath.save``): per frame c2w, K, source index
-  ply/source_XXXXX.ply  optional: binary PLY of each used source frame's world points with colour
+"""Render stage: source video + geometry cache + camera path -> a render folder
+(``pipeline.render_folder.RenderFolder``: render.mp4, mask.mp4, mask.npz, cameras.json, optional
+ply/), each file written atomically.
 Output frame i shows source frame ``camera_path.source_index[i]``; fps = ``camera_path.fps``;
 size = camera path size. Frames stream through in chunks, so memory does not grow with length.
 """
@@ -33,6 +27,7 @@ from geometry.multiview import render_fused
 from geometry.render import RenderSettings, SourceViews, prepare_sources, render_views
 from geometry.unproject import unproject
 from pipeline.fsutil import atomic_write
+from pipeline.render_folder import RenderFolder, load_mask  # noqa: F401  (load_mask: kept importable from here)
 from pipeline.video_io import EncodeOptions, VideoReader, VideoWriter, yuv_planes
 from trajectories.camera_path import CameraPath
 
@@ -68,11 +63,8 @@ class RenderOptions:
 
 @dataclass(frozen=True)
 class RenderOutputs:
-    render_video: Path
-    mask_video: Path
-    mask_npz: Path
-    cameras_json: Path
-    ply_dir: Path | None
+    folder: RenderFolder
+    ply_dir: Path | None  # folder.ply_dir when PLYs were exported
     num_frames: int
     coverage: float  # mean fraction of covered pixels
     seconds: float
@@ -95,13 +87,6 @@ class _MaskNpz:
     def close(self) -> None:
         self._f.close()
         self._zip.close()
-
-
-def load_mask(path: str | Path) -> np.ndarray:
-    """The lossless mask of a render folder's ``mask.npz``: bool [N, H, W]."""
-    with np.load(path) as data:
-        n, h, w = (int(v) for v in data["shape"])
-        return np.unpackbits(data["packed"], axis=-1, count=w).astype(bool).reshape(n, h, w)
 
 
 def _write_ply(path: Path, points: np.ndarray, colours: np.ndarray) -> None:
@@ -219,12 +204,12 @@ def render_to_folder(
     past the source; VideoError for unreadable videos.
     """
     t0 = time.perf_counter()
-    video_path, out_dir = Path(video_path), Path(out_dir)
+    video_path, folder = Path(video_path), RenderFolder(out_dir)
     W, H = camera_path.width, camera_path.height
     colour_size = options.colour_size or (W, H)
     src_idx = np.asarray(camera_path.source_index, dtype=np.int64)
     dev = torch.device(options.device)
-    ply_dir = out_dir / "ply" if options.export_ply else None
+    ply_dir = folder.ply_dir if options.export_ply else None
     covered = 0
     with ExitStack() as stack:
         reader = stack.enter_context(VideoReader(video_path, size=colour_size, min_frames=1, verify=False,
@@ -236,9 +221,9 @@ def render_to_folder(
             )
         if src_idx.min() < 0 or src_idx.max() >= len(reader):
             raise ValueError(f"camera path shows source frame {src_idx.max()} but {video_path} has {len(reader)} frames")
-        render_w = stack.enter_context(VideoWriter(out_dir / "render.mp4", camera_path.fps, W, H, options.encode))
-        mask_w = stack.enter_context(VideoWriter(out_dir / "mask.mp4", camera_path.fps, W, H, options.mask_encode))
-        npz_tmp = stack.enter_context(atomic_write(out_dir / "mask.npz"))
+        render_w = stack.enter_context(VideoWriter(folder.render_video, camera_path.fps, W, H, options.encode))
+        mask_w = stack.enter_context(VideoWriter(folder.mask_video, camera_path.fps, W, H, options.mask_encode))
+        npz_tmp = stack.enter_context(atomic_write(folder.mask_npz))
         npz = _MaskNpz(npz_tmp, len(camera_path), H, W)
         stack.callback(npz.close)
         if dev.type == "cpu":
@@ -263,7 +248,7 @@ def render_to_folder(
             ply = None
             if ply_dir is not None and s not in exported:
                 exported.add(s)
-                ply = ply_dir / f"source_{s:05d}.ply"
+                ply = folder.ply(s)
             cache[s] = prepared = _Once(functools.partial(_prepare_source, reader[s], geometry, s, dev, options.settings, ply))
             while len(cache) > cache_size:
                 cache.popitem(last=False)
@@ -301,12 +286,9 @@ def render_to_folder(
             drain()
         while encoding:
             encoding.popleft().result()
-    camera_path.save(out_dir / "cameras.json")
+    camera_path.save(folder.cameras_json)
     return RenderOutputs(
-        render_video=out_dir / "render.mp4",
-        mask_video=out_dir / "mask.mp4",
-        mask_npz=out_dir / "mask.npz",
-        cameras_json=out_dir / "cameras.json",
+        folder=folder,
         ply_dir=ply_dir,
         num_frames=len(camera_path),
         coverage=covered / (len(camera_path) * H * W),

@@ -1,19 +1,23 @@
 """Benchmark and quality check of the render stage on the synthetic scene.
 
-Speed: ``render_to_folder`` end to end (decode the source video, render, encode render.mp4 and
-mask.mp4, write mask.npz and cameras.json) in a fresh child process, reporting wall ms/frame,
-CPU ms/frame and peak RSS (which includes the loaded geometry cache).
+Speed: the render stage end to end (open the DA3-layout compressed geometry npz with depth, conf and
+image as the stage does, streaming its frames; decode the source video, render, encode render.mp4
+and mask.mp4, write mask.npz and cameras.json) in a fresh child process, reporting wall ms/frame,
+CPU ms/frame and peak RSS.
 Quality (``--quality``): PSNR of the decoded render.mp4 against the analytic ground truth over the
 covered pixels that are truly visible, and over those within 5 px of a depth edge; mask IoU.
 
   .venv/bin/python scripts/bench_render.py --frames 49 --quality --repeat 10
   .venv/bin/python scripts/bench_render.py --frames 400 --repeat 3   # 49 source frames, ping-pong time map
+  .venv/bin/python scripts/bench_render.py --frames 400 --source-frames 400   # a 400-frame geometry cache
+  .venv/bin/python scripts/bench_render.py --frames 49 --quality --scene yard --edge-conf 0.05   # the harder scene
+  .venv/bin/python scripts/bench_render.py --frames 49 --depth-width 832 --depth-height 480   # depth at output size
 
 With --repeat, wall/CPU/RSS are medians over the runs, with their ranges.
 
-The scene (832x480 video, depth at 504x294, handheld source camera) is cached in --workdir. The
-camera path orbits 1 m around the point 1 m in front of the first camera (yaw 0 -> --yaw degrees,
-pitch 0 -> --pitch degrees).
+The scene (--scene, 832x480 video, depth at 504x294, handheld source camera) is cached in --workdir
+as a DA3-layout compressed npz (depth, conf, image, cameras). The camera path orbits 1 m around the
+point 1 m in front of the first camera (yaw 0 -> --yaw degrees, pitch 0 -> --pitch degrees).
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geometry.cache import load_geometry, save_geometry
-from geometry.synthetic import SourceClip, SyntheticScene, ground_truth, handheld_path, intrinsics_for, make_geometry, make_source_clip
-from pipeline.render_output import RenderOptions, load_mask, render_to_folder
+from geometry.cache import open_geometry, save_geometry
+from geometry.synthetic import SCENES, SourceClip, ground_truth, handheld_path, intrinsics_for, make_geometry, make_scene, make_source_clip
+from pipeline.render_folder import RenderFolder
+from pipeline.render_output import RenderOptions, render_to_folder
 from pipeline.video_io import EncodeOptions, file_sha256, read_video, write_video
 from trajectories.camera_path import CameraPath
 from trajectories.orbit import orbit_c2w
@@ -48,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--depth-width", type=int, default=504)
     p.add_argument("--depth-height", type=int, default=294)
     p.add_argument("--fps", type=float, default=24.0)
+    p.add_argument("--scene", choices=sorted(SCENES), default="room", help="synthetic scene (geometry.synthetic.SCENES) [room]")
+    p.add_argument("--edge-conf", type=float, default=1.0,
+                   help="conf of depth pixels within 1 px of a depth edge, as a depth network reports them [1 = uniform]")
     p.add_argument("--yaw", type=float, default=20.0, help="final yaw of the orbit in degrees [20]")
     p.add_argument("--pitch", type=float, default=5.0, help="final pitch of the orbit in degrees [5]")
     p.add_argument("--radius", type=float, default=1.0, help="orbit radius in metres [1]")
@@ -64,7 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def scene_dir(args: argparse.Namespace) -> Path:
-    return args.workdir / f"scene_{args.source_frames}_{args.width}x{args.height}_{args.depth_width}x{args.depth_height}"
+    name = f"{args.scene}_{args.source_frames}_{args.width}x{args.height}_{args.depth_width}x{args.depth_height}_conf{args.edge_conf:g}"
+    return args.workdir / name
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -72,11 +81,11 @@ def prepare(args: argparse.Namespace) -> None:
     if (d / "geometry.npz").exists():
         return
     t = time.perf_counter()
-    scene = SyntheticScene()
+    scene = make_scene(args.scene)
     clip = make_source_clip(scene, args.source_frames, args.width, args.height, args.fps, handheld_path(args.source_frames, args.fps))
     write_video(d / "source.mp4", clip.frames, clip.fps, EncodeOptions(crf=10, preset="medium"))
-    geo = make_geometry(scene, clip, (args.depth_height, args.depth_width))
-    geo = dataclasses.replace(geo, image=None, conf=None, meta=dataclasses.replace(geo.meta, video_sha256=file_sha256(d / "source.mp4")))
+    geo = make_geometry(scene, clip, (args.depth_height, args.depth_width), edge_conf=args.edge_conf)
+    geo = dataclasses.replace(geo, meta=dataclasses.replace(geo.meta, video_sha256=file_sha256(d / "source.mp4")))
     np.save(d / "source_c2w.npy", clip.c2w)
     save_geometry(d / "geometry.npz", geo)
     print(f"prepared {d} in {time.perf_counter() - t:.1f} s")
@@ -104,14 +113,26 @@ def options(args: argparse.Namespace) -> RenderOptions:
     )
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory: VmHWM, which starts afresh at exec. (ru_maxrss does not:
+    Linux carries the forking parent's high-water mark into the child, so a parent that has just
+    built a 400-frame scene in memory would be charged to the render.)"""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(args: argparse.Namespace) -> None:
     d = scene_dir(args)
-    geo = load_geometry(d / "geometry.npz")
-    path = camera_path(args, np.load(d / "source_c2w.npy"))
-    out = args.workdir / f"out_{args.frames}"
+    out = d / f"out_{args.frames}"
+    out.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    result = render_to_folder(d / "source.mp4", geo, path, out, options(args))
+    with open_geometry(d / "geometry.npz", scratch_dir=out) as geo:  # as the render stage reads it
+        path = camera_path(args, np.load(d / "source_c2w.npy"))
+        result = render_to_folder(d / "source.mp4", geo, path, out, options(args))
     wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
     n = result.num_frames
     print(json.dumps({
@@ -121,8 +142,9 @@ def child(args: argparse.Namespace) -> None:
         "of_which_system_ms": 1000 * (r1.ru_stime - r0.ru_stime) / n,
         "load_average_before": load,
         "load_average_after": os.getloadavg()[0],
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "geometry_mb": (geo.depth.nbytes + (0 if geo.conf is None else geo.conf.nbytes)) / 2**20,
+        "peak_rss_mb": peak_rss_mb(),
+        "geometry_mb": sum(a.nbytes for a in (geo.depth, geo.conf, geo.image) if a is not None) / 2**20,
+        "geometry_npz_mb": (d / "geometry.npz").stat().st_size / 2**20,
         "coverage": result.coverage,
         "threads": torch.get_num_threads(),
         "out": str(out),
@@ -134,12 +156,13 @@ def quality(args: argparse.Namespace, out: Path) -> dict:
 
     d = scene_dir(args)
     c2w = np.load(d / "source_c2w.npy")
-    path = CameraPath.load(out / "cameras.json")
+    folder = RenderFolder(out)
+    path = folder.cameras()
     n = len(c2w)
     clip = SourceClip(np.broadcast_to(np.zeros((1, args.height, args.width, 3), np.uint8), (n, args.height, args.width, 3)), c2w, intrinsics_for(args.width, args.height), args.fps)
-    gt, visible, depth = ground_truth(SyntheticScene(), path, clip, return_depth=True)
-    rendered = read_video(out / "render.mp4")
-    mask = load_mask(out / "mask.npz")
+    gt, visible, depth = ground_truth(make_scene(args.scene), path, clip, return_depth=True)
+    rendered = read_video(folder.render_video)
+    mask = folder.load_mask()
     band = np.stack([edge_band(dd, px=5) for dd in depth])
     sel = mask & visible
     return {

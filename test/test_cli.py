@@ -189,3 +189,14 @@ def test_bundled_example_runs_as_far_as_weights_allow(tmp_path):
     assert caption == json.loads((example / "captions.json").read_text())["synthetic_orbit.mp4"]
     assert "bash scripts/download.sh inspatio" in result.output
     assert (tmp_path / "o" / "synthetic_orbit" / "preview.mp4").is_file()
+
+
+def test_render_backend_help_promises_only_what_is_accepted():
+    from pipeline.stages.config import OutputSettings
+    from pipeline.stages.render import BACKENDS, check_settings
+
+    result = CliRunner().invoke(app, ["render", "--help"], terminal_width=400)
+    line = next(s for s in result.output.splitlines() if "--render_backend" in s)
+    assert all(b in line for b in BACKENDS) and "pytorch3d" not in line, line
+    with pytest.raises(ValueError, match="--render_backend 'pytorch3d' is not available; choose one of torch"):
+        check_settings(OutputSettings(backend="pytorch3d"))

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -29,41 +27,6 @@ from geometry.da3 import (
 from geometry.synthetic import SyntheticScene, handheld_path, make_source_clip
 
 RES = 70  # small processing resolution keeps the tests fast; the reference uses 504
-
-
-def _torchvision_stand_in() -> dict[str, types.ModuleType]:
-    """The three torchvision transforms the package's input processor uses (test oracle only)."""
-    tv = types.ModuleType("torchvision")
-    tr = types.ModuleType("torchvision.transforms")
-
-    class ToTensor:
-        def __call__(self, img):
-            return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
-
-    class Normalize:
-        def __init__(self, mean, std):
-            self.mean, self.std = torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
-
-        def __call__(self, x):
-            return (x - self.mean) / self.std
-
-    tr.ToTensor, tr.Normalize, tr.CenterCrop = ToTensor, Normalize, None
-    tv.transforms = tr
-    return {"torchvision": tv, "torchvision.transforms": tr, "imageio": types.ModuleType("imageio")}
-
-
-@pytest.fixture
-def package_input_processor(monkeypatch):
-    """The ``depth-anything-3`` package's own InputProcessor, importable without torchvision."""
-    for name, module in _torchvision_stand_in().items():
-        monkeypatch.setitem(sys.modules, name, module)
-    for name in ("depth_anything_3.utils.io.input_processor", "depth_anything_3.utils.parallel_utils"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    from depth_anything_3.utils.io.input_processor import InputProcessor
-
-    yield InputProcessor()
-    for name in ("depth_anything_3.utils.io.input_processor", "depth_anything_3.utils.parallel_utils"):
-        sys.modules.pop(name, None)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from models.taehv import TAEHV
 from models.umt5 import CHECKPOINT_NAME, TOKENIZER_SUBDIR, UMT5Config, UMT5Encoder
 from models.wan_vae import WanVAE, WanVAEConfig
 from pipeline.generate_output import GenerateOptions, GenerateWeights, generate_to_file, padded_indices, plan_frames
-from pipeline.render_output import load_mask
+from pipeline.render_folder import load_mask
 from pipeline.video_io import EncodeOptions, VideoError, read_video, write_video
 from trajectories.camera_path import CameraPath
 

@@ -1,16 +1,19 @@
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from geometry import frames
 from geometry.cache import (
     FORMAT_VERSION,
     GeometryCache,
     GeometryCacheError,
     GeometryMeta,
     load_geometry,
+    open_geometry,
     save_geometry,
     sidecar_path,
     validate_geometry,
@@ -286,3 +289,75 @@ def test_interrupted_save_never_leaves_a_stale_sidecar(tmp_path: Path, monkeypat
     assert not sidecar_path(path).exists()
     loaded = load_geometry(path, expect_video_sha256="ab" * 32)
     assert loaded.num_frames == 2 and loaded.meta.video_sha256 == ""
+
+
+@pytest.fixture
+def one_frame_chunks(monkeypatch):
+    """Stream npz members one frame at a time, so every check has to span chunks."""
+    monkeypatch.setattr(frames, "CHUNK_BYTES", 1)
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_streamed_cache_finds_the_same_problems(tmp_path: Path, case: str, one_frame_chunks):
+    arrays, message = BROKEN[case]
+    path = tmp_path / "bad.npz"
+    np.savez_compressed(path, **arrays)
+    with pytest.raises(GeometryCacheError) as err:
+        with open_geometry(path, scratch_dir=tmp_path):
+            pass
+    assert str(path) in str(err.value) and message in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.npz"]  # no scratch left behind
+
+
+def test_streamed_cache_checks_every_frame(tmp_path: Path, one_frame_chunks):
+    cache = make_cache(n=5)
+    depth, conf = cache.depth.copy(), cache.conf.copy()
+    depth[4, 5, 9] = np.inf
+    conf[3, 0, 0] = np.nan
+    for arrays, message in [({"depth": depth}, "'depth' has 1 non-finite values (NaN or inf), the first in frame 4"),
+                            ({"conf": conf}, "'conf' has 1 non-finite values (NaN or inf), the first in frame 3"),
+                            ({"depth": np.where(np.arange(5)[:, None, None] == 2, -cache.depth, cache.depth)},
+                             f"'depth' has {depth[2].size} negative values (0 marks 'no surface'), the first in frame 2")]:
+        path = tmp_path / "bad.npz"
+        np.savez_compressed(path, **(da3_arrays(cache) | arrays))
+        with pytest.raises(GeometryCacheError, match=re.escape(message)):
+            with open_geometry(path):
+                pass
+        with pytest.raises(GeometryCacheError, match=re.escape(message)):
+            load_geometry(path)
+
+
+@pytest.mark.parametrize("depth_dtype", [np.float32, np.float16])
+def test_streamed_cache_equals_the_loaded_one(tmp_path: Path, depth_dtype, one_frame_chunks):
+    path = tmp_path / "clip.npz"
+    save_geometry(path, make_cache(n=4), depth_dtype=depth_dtype)
+    loaded = load_geometry(path, expect_frames=4, expect_video_sha256="ab" * 32)
+    with open_geometry(path, expect_frames=4, expect_video_sha256="ab" * 32, scratch_dir=tmp_path) as streamed:
+        assert isinstance(streamed.depth, frames.FrameArray) and streamed.meta == loaded.meta
+        for key in ("depth", "conf", "image"):
+            a, b = getattr(streamed, key), getattr(loaded, key)
+            assert a.shape == b.shape and a.dtype == b.dtype and a.nbytes == b.nbytes
+            np.testing.assert_array_equal(np.asarray(a), b)
+            np.testing.assert_array_equal(a[2], b[2])
+            np.testing.assert_array_equal(a[-1], b[-1])
+            np.testing.assert_array_equal(a[1:3], b[1:3])
+            np.testing.assert_array_equal(a[::2], b[::2])
+        np.testing.assert_array_equal(streamed.extrinsics, loaded.extrinsics)
+        np.testing.assert_array_equal(streamed.intrinsics, loaded.intrinsics)
+        with pytest.raises(IndexError):
+            streamed.depth[4]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.json", "clip.npz"]  # scratch removed
+    with pytest.raises(GeometryCacheError, match="holds 4 frames but the video has 5"):
+        with open_geometry(path, expect_frames=5):
+            pass
+
+
+
+def test_streamed_cache_reads_fortran_order_members(tmp_path: Path, one_frame_chunks):
+    cache = make_cache(n=4)
+    arrays = da3_arrays(cache) | {"depth": np.asfortranarray(cache.depth), "conf": np.asfortranarray(cache.conf)}
+    path = tmp_path / "f.npz"
+    np.savez_compressed(path, **arrays)
+    with open_geometry(path) as streamed:
+        np.testing.assert_array_equal(np.asarray(streamed.depth), cache.depth)
+        np.testing.assert_array_equal(streamed.conf[3], cache.conf[3])

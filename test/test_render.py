@@ -233,3 +233,17 @@ def test_surfaces_behind_the_camera_or_seen_from_behind_are_not_drawn():
     out = render(col, depth, pose(t=(0.0, 0.0, 1.0)))
     assert out.mask.all() and torch.isfinite(out.rgb).all()
     torch.testing.assert_close(out.depth[0], torch.full((H, W), 1.0), rtol=1e-3, atol=0)
+
+
+def test_depth_at_colour_resolution_passes_through_unchanged():
+    """Same size (depth from a source at the output resolution): every pixel is its own only tap, so
+    depth comes back unchanged, 0 where invalid, with its validity (what the general edge-aware path
+    also gives)."""
+    g = torch.Generator().manual_seed(0)
+    d = 1 + torch.rand(2, 30, 40, generator=g)
+    d[:, :, 20:] += 3
+    d[:, 5:9, 5:9] = 0
+    valid = d > 0
+    valid[:, 12, 12] = False
+    out, out_valid = upsample_depth(d, valid, torch.rand(2, 3, 30, 40, generator=g), 0.04)
+    assert torch.equal(out_valid, valid) and torch.equal(out, torch.where(valid, d, torch.zeros_like(d)))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from geometry.cache import GeometryCache
-from pipeline.render_output import RenderOptions, load_mask, render_to_folder
+from pipeline.render_folder import RenderFolder, load_mask
+from pipeline.render_output import RenderOptions, render_to_folder
 from pipeline.video_io import EncodeOptions, probe_video, read_video, write_video
 from trajectories.camera_path import CameraPath
 
@@ -40,23 +41,24 @@ def test_outputs_follow_time_map_and_fps(inputs, tmp_path):
     video, frames, geo = inputs
     path = _path([2, 2, 0, 3, 1])
     out = render_to_folder(video, geo, path, tmp_path / "out", RenderOptions(chunk_frames=2, export_ply=True))
-    info = probe_video(out.render_video)
+    info = probe_video(out.folder.render_video)
     assert (info.num_frames, info.width, info.height) == (5, W, H) and info.fps == pytest.approx(30.0)
-    mask = load_mask(out.mask_npz)
+    assert sorted(p.name for p in out.folder.root.iterdir()) == sorted([*RenderFolder.OUTPUTS, "ply"])
+    mask = out.folder.load_mask()
     assert mask.shape == (5, H, W)
     # Depth pixels 0..29 span depth x in [-0.5, 29.5] = colour x in [-0.5, 48.5]: colour columns 0..48.
     expected_cols = np.arange(W) < 49
     assert (mask == expected_cols[None, None, :]).all()
-    assert ((read_video(out.mask_video) > 127).all(-1) == mask).all()
-    rendered = read_video(out.render_video).astype(int)
+    assert ((read_video(out.folder.mask_video) > 127).all(-1) == mask).all()
+    rendered = read_video(out.folder.render_video).astype(int)
     for i, s in enumerate(path.source_index):
         assert np.abs(rendered[i][mask[i]] - int(frames[s, 0, 0, 0])).max() <= 3
         assert (rendered[i][~mask[i]] <= 3).all()
-    back = CameraPath.load(out.cameras_json)
+    back = out.folder.cameras()
     np.testing.assert_array_equal(back.source_index, path.source_index)
     np.testing.assert_allclose(back.c2w, path.c2w)
     plys = sorted(out.ply_dir.glob("*.ply"))
-    assert [p.name for p in plys] == [f"source_{i:05d}.ply" for i in (0, 1, 2, 3)]
+    assert plys == [out.folder.ply(i) for i in (0, 1, 2, 3)]
     from plyfile import PlyData
 
     v = PlyData.read(str(plys[0]))["vertex"]
@@ -96,10 +98,10 @@ def test_source_cache_and_workers_give_identical_outputs(inputs, tmp_path, monke
     calls.clear()
     fast = render_to_folder(video, geo, path, tmp_path / "fast", RenderOptions(chunk_frames=3, workers=2, source_cache=2))
     assert sorted(set(calls)) == sorted(set(int(f[0, 0, 0]) for f in frames)) and len(calls) < len(path)
-    np.testing.assert_array_equal(load_mask(fast.mask_npz), load_mask(plain.mask_npz))
-    np.testing.assert_array_equal(read_video(fast.render_video), read_video(plain.render_video))
-    np.testing.assert_array_equal(read_video(fast.mask_video), read_video(plain.mask_video))
-    rendered = read_video(fast.render_video).astype(int)
+    np.testing.assert_array_equal(load_mask(fast.folder.mask_npz), load_mask(plain.folder.mask_npz))
+    np.testing.assert_array_equal(read_video(fast.folder.render_video), read_video(plain.folder.render_video))
+    np.testing.assert_array_equal(read_video(fast.folder.mask_video), read_video(plain.folder.mask_video))
+    rendered = read_video(fast.folder.render_video).astype(int)
     for i, s in enumerate(path.source_index):
         assert np.abs(rendered[i, :, :40] - int(frames[s, 0, 0, 0])).max() <= 3
 
@@ -125,7 +127,7 @@ def test_render_video_in_yuv444p(inputs, tmp_path):
     video, frames, geo = inputs
     opts = RenderOptions(encode=EncodeOptions(crf=0, preset="ultrafast", pix_fmt="yuv444p"))
     out = render_to_folder(video, geo, _path([2, 3]), tmp_path / "o", opts)
-    rendered = read_video(out.render_video).astype(int)
+    rendered = read_video(out.folder.render_video).astype(int)
     assert np.abs(rendered[0, :, :40] - int(frames[2, 0, 0, 0])).max() <= 1
     assert np.abs(rendered[1, :, :40] - int(frames[3, 0, 0, 0])).max() <= 1
     assert (rendered[:, :, -8:] <= 1).all()  # no depth there: black

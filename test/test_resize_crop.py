@@ -18,7 +18,7 @@ from geometry.metrics import psnr
 from geometry.synthetic import SyntheticScene, make_geometry, make_source_clip
 from geometry.unproject import cover_hw, crop_box, crop_intrinsics, scale_intrinsics
 from pipeline.cli import app
-from pipeline.render_output import load_mask
+from pipeline.render_folder import RenderFolder, load_mask
 from pipeline.stages import geometry as geometry_stage
 from pipeline.stages.config import GeometrySettings, OutputSettings
 from pipeline.stages.render import colour_size, produce_render
@@ -45,17 +45,17 @@ def test_crop_box_and_intrinsics_against_hand_values():
     K = _K(100.0, 90.0, 59.5, 35.5)
     # Exact window: scale by s = max(48/72, 64/120) = 2/3 so the frame covers 64x48 (80x48), drop 8 px a side.
     s = 2 / 3
-    expected = _K(100.0 * s, 90.0 * s, (59.5 + 0.5) * s - 0.5 - 8, (35.5 + 0.5) * s - 0.5)
+    expected = _K(100.0 * s, 90.0 * s, 59.5 * s - 8, 35.5 * s)
     torch.testing.assert_close(crop_intrinsics(K, (72, 120), (48, 64)), expected, rtol=0, atol=1e-12)
-    # Rounded window (rows 6..44 of 51, scaled 480/39 in y, 832/67 in x): pixel centres map as
-    # x' = (x + 0.5) * 832/67 - 0.5, y' = (y - 6 + 0.5) * 480/39 - 0.5.
+    # Rounded window (rows 6..44 of 51, scaled 480/39 in y, 832/67 in x), DA3's convention:
+    # x' = x * 832/67, y' = (y - 6) * 480/39.
     K = _K(40.0, 40.0, 33.0, 25.0)
     point = torch.tensor([0.3, -0.2, 1.7], dtype=torch.float64)
     x, y, z = K @ point
     x, y = x / z, y / z
     xo, yo, zo = crop_intrinsics(K, (51, 67), (480, 832)) @ point
     torch.testing.assert_close(torch.stack([xo / zo, yo / zo]),
-                               torch.stack([(x + 0.5) * 832 / 67 - 0.5, (y - 6 + 0.5) * 480 / 39 - 0.5]))
+                               torch.stack([x * 832 / 67, (y - 6) * 480 / 39]))
     torch.testing.assert_close(crop_intrinsics(K, (48, 64), (480, 640)), scale_intrinsics(K, (48, 64), (480, 640)))
     # The renderer reads the whole frame at the crop's pixel density (stretch: at the output size).
     info = VideoInfo(width=199, height=121, fps=8.0, num_frames=9)
@@ -119,12 +119,13 @@ def test_identity_render_with_crop_is_the_cropped_source(odd_clip):
     for policy in ("crop", "stretch"):
         out = odd_clip["root"] / policy
         produce_render(out, source, odd_clip["geometry"], spec, options, OutputSettings(width, height, policy), "cpu")
+        assert sorted(p.name for p in out.iterdir()) == sorted(RenderFolder.OUTPUTS)  # the streamed cache's scratch is gone
         renders[policy] = (read_video(out / "render.mp4")[0].astype(np.float64) / 255, load_mask(out / "mask.npz")[0],
                            CameraPath.load(out / "cameras.json"))
 
     fx, fy, cx, cy = clip.K[0, 0], clip.K[1, 1], clip.K[0, 2], clip.K[1, 2]
     sx, sy = width / 161, height / 121
-    expected = np.array([[fx * sx, 0, (cx - 19 + 0.5) * sx - 0.5], [0, fy * sy, (cy + 0.5) * sy - 0.5], [0, 0, 1]])
+    expected = np.array([[fx * sx, 0, (cx - 19) * sx], [0, fy * sy, cy * sy], [0, 0, 1]])
     render, mask, path = renders["crop"]
     np.testing.assert_allclose(path.intrinsics, np.broadcast_to(expected, (3, 3, 3)), rtol=0, atol=1e-9)
     assert (path.width, path.height) == (width, height)

@@ -7,11 +7,17 @@ import torch
 from geometry.cache import load_geometry, save_geometry
 from geometry.metrics import edge_band
 from geometry.synthetic import (
+    Box,
+    SceneObject,
+    Slats,
     SyntheticScene,
+    Texture,
+    _rotation,
     ground_truth,
     handheld_path,
     intrinsics_for,
     make_geometry,
+    make_scene,
     make_source_clip,
 )
 from geometry.unproject import scale_intrinsics
@@ -133,15 +139,16 @@ def test_handheld_path_is_gentle_and_starts_at_identity():
 
 
 def test_geometry_matches_full_resolution_pixels(clip):
-    """Depth grid 3x coarser: low-res pixel (u', v') sees the ray of full-res pixel (3u'+1, 3v'+1)."""
+    """Depth grid 3x coarser, intrinsics scaled as DA3 scales them (x' = x / 3): low-res pixel (u', v')
+    sees the ray of full-res pixel (3u', 3v')."""
     geo = make_geometry(SCENE, clip, depth_hw=(22, 32))
     assert geo.resolution == (22, 32) and geo.num_frames == 9
     np.testing.assert_allclose(geo.intrinsics[0], scale_intrinsics(torch.from_numpy(clip.K), (66, 96), (22, 32)).numpy())
     np.testing.assert_array_equal(geo.extrinsics, np.linalg.inv(clip.c2w))
     for i in (0, 7):
         full = SCENE.render(clip.c2w[i], clip.K, 96, 66, i / FPS)
-        np.testing.assert_allclose(geo.depth[i], full.depth[1::3, 1::3], rtol=1e-6)
-        np.testing.assert_array_equal(geo.image[i], clip.frames[i, 1::3, 1::3])
+        np.testing.assert_allclose(geo.depth[i], full.depth[::3, ::3], rtol=1e-6)
+        np.testing.assert_array_equal(geo.image[i], clip.frames[i, ::3, ::3])
     assert (geo.conf == 1).all()
 
 
@@ -242,3 +249,48 @@ def test_ground_truth_visibility(clip):
     assert (approx == visible[0][hit])[~near_edge].all()
     assert (~visible[0][hit] & inside).sum() > 20  # disocclusions exist
     assert (~inside).sum() > 20  # and pixels outside the source frame
+
+
+def _one_object(shape, rotation=np.eye(3), position=(0.0, 0.0, 4.0)) -> SyntheticScene:
+    return SyntheticScene(objects=(SceneObject("o", shape, Texture((0.5, 0.5, 0.5)), position, rotation),))
+
+
+def test_box_depth_and_normals_are_analytic():
+    """A cube of half-size 0.5 at 4 m, turned 45 degrees about y: its nearest edge is at 4 - 0.5 sqrt 2,
+    and each face's normal points out of it."""
+    rot = _rotation((0, 1, 0), 45.0)
+    scene = _one_object(Box((0.5, 0.5, 0.5)), rot)
+    d = np.array([[0.0, 0, 1], [0.05, 0, 1], [0.3, 0, 1]])
+    s, ids = scene.intersect(np.zeros(3), d, 0.0)
+    assert s[0] == pytest.approx(4 - 0.5 * np.sqrt(2), abs=1e-12) and ids[0] == 0
+    # Right of the nearest edge the ray meets the face whose outward normal is the object's +x.
+    n = rot @ np.array([1.0, 0, 0])
+    assert s[1] == pytest.approx(((np.array([0, 0, 4.0]) + 0.5 * n) @ n) / (d[1] @ n), abs=1e-12)
+    assert np.isinf(s[2]) and ids[2] == -1  # passes beside the cube (|x| <= 0.5 sqrt 2 at z ~ 4)
+    box = scene.objects[0].shape
+    p = np.array([[0.2, 0.1, -0.5], [0.5, 0.3, 0.1], [0.0, -0.5, 0.2]])
+    np.testing.assert_array_equal(box.normal(p), [[0, 0, -1], [1, 0, 0], [0, -1, 0]])
+
+
+def test_slats_leave_gaps():
+    """A fence 1 m wide at 4 m: slats 5 cm wide every 15 cm from its left end, nothing in between."""
+    scene = _one_object(Slats(0.5, 0.5, period=0.15, slat_width=0.05))
+    x = np.array([-0.5 + 0.02, -0.5 + 0.10, -0.5 + 0.17, -0.5 + 0.30 + 0.049, 0.6])
+    s, _ = scene.intersect(np.zeros(3), np.stack([x / 4, np.zeros(5), np.ones(5)], 1), 0.0)
+    np.testing.assert_allclose(s, [4, np.inf, 4, 4, np.inf])
+
+
+def test_scenes_by_name():
+    assert [o.name for o in make_scene("room").objects] == NAMES
+    yard = [o.name for o in make_scene("yard").objects]
+    assert {"ground", "crate", "fence", "ball", "pole0"} <= set(yard)
+    with pytest.raises(ValueError, match="unknown synthetic scene 'attic'; choose one of room, yard"):
+        make_scene("attic")
+
+
+def test_edge_conf_marks_depth_edges_only(clip):
+    geo = make_geometry(SCENE, clip, depth_hw=(22, 32), edge_conf=0.05)
+    for i in (0, 8):
+        band = edge_band(np.where(geo.depth[i] > 0, geo.depth[i], np.inf), px=1)
+        assert band.any() and (~band).any()
+        np.testing.assert_array_equal(geo.conf[i], np.where(band, np.float32(0.05), 1.0))

@@ -11,6 +11,7 @@ import numpy as np
 from pipeline.fsutil import atomic_write, folder_lock, remove_if_empty
 from pipeline.layout import GENERATED_FILE
 from pipeline.manifest import StageKey, invalidate, manifest_path
+from pipeline.render_folder import RenderFolder
 from pipeline.stages.config import OutputSettings
 from pipeline.stages.source import SourceVideo
 from pipeline.video_io import EncodeOptions, VideoReader, VideoWriter
@@ -19,14 +20,13 @@ from pipeline.viewer import VIEWER_FILE, write_viewer
 from trajectories import CameraPath
 
 VERSION = 2
-COPIED = ["render.mp4", "mask.mp4", "cameras.json"]
 CHUNK = 16
 # The preview is for people; the conditions and the source keep the writer's default fidelity.
 PREVIEW_ENCODE = EncodeOptions(crf=20, preset="ultrafast")
 
 
 def outputs(with_result: bool) -> list[str]:
-    return [*COPIED, "source.mp4", "preview.mp4", VIEWER_FILE, TRAJECTORY_FILE] + ([GENERATED_FILE] if with_result else [])
+    return [*RenderFolder.CONDITIONS, "source.mp4", "preview.mp4", VIEWER_FILE, TRAJECTORY_FILE] + ([GENERATED_FILE] if with_result else [])
 
 
 def withdraw(out_dir: Path) -> list[str]:
@@ -78,17 +78,17 @@ def produce_outputs(out_dir: Path, source: SourceVideo, render_dir: Path, genera
                     settings: OutputSettings, geometry_file: Path) -> None:
     """Copy the conditions and result; write source.mp4 (time-mapped), preview.mp4 side by side, viewer.html
     and trajectory.png (the camera path over ``geometry_file``'s first frame)."""
-    out_dir = Path(out_dir)
-    for name in COPIED:
-        _copy(render_dir / name, out_dir / name)
+    out_dir, render = Path(out_dir), RenderFolder(render_dir)
+    for name in RenderFolder.CONDITIONS:
+        _copy(render.root / name, out_dir / name)
     if generated is not None:
         _copy(generated, out_dir / GENERATED_FILE)
     else:  # an earlier run's result does not belong to these conditions
         (out_dir / GENERATED_FILE).unlink(missing_ok=True)
-    path = CameraPath.load(render_dir / "cameras.json")
+    path = render.cameras()
     size = (path.width, path.height)
     write_source_video(out_dir / "source.mp4", source, path, settings.resize)
-    panels = [out_dir / "source.mp4", render_dir / "render.mp4", render_dir / "mask.mp4"]
+    panels = [out_dir / "source.mp4", render.render_video, render.mask_video]
     if generated is not None:
         panels.append(generated)
     with ExitStack() as stack:

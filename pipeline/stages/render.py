@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geometry.cache import GeometryCache, load_geometry
+from geometry.cache import GeometryCache, open_geometry
 from geometry.unproject import cover_hw, crop_intrinsics, scale_intrinsics
 from pipeline.manifest import StageKey, text_sha256
+from pipeline.render_folder import RenderFolder
 from pipeline.stages.config import OutputSettings
 from pipeline.stages.source import SourceVideo
 from pipeline.video_io import VideoInfo, frame_times
@@ -35,8 +36,8 @@ from trajectories import (
 
 log = logging.getLogger("pipeline")
 
-VERSION = 1
-OUTPUTS = ["render.mp4", "mask.mp4", "mask.npz", "cameras.json"]
+VERSION = 2
+OUTPUTS = list(RenderFolder.OUTPUTS)
 BACKENDS = ("torch",)
 RESIZE_POLICIES = ("stretch", "crop")
 # Image scenes: output frames of a keyframe file without --num_frames (81 = 7 whole generation blocks).
@@ -154,11 +155,14 @@ def produce_render(out_dir: Path, source: SourceVideo, geometry_file: Path, spec
                    options: PathOptions, settings: OutputSettings, device: str) -> None:
     from pipeline.render_output import RenderOptions, render_to_folder
 
-    geometry = load_geometry(geometry_file, expect_frames=source.info.num_frames)
+    # Depth, conf and image are streamed through a scratch folder inside out_dir (removed afterwards),
+    # so memory does not grow with the video's length.
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     timestamps = frame_times(source.path) if source.info.variable_rate else None
-    camera_path = build_camera_path(geometry, spec, options, settings, source.info, source.static, timestamps)
-    outputs = render_to_folder(source.path, geometry, camera_path, out_dir,
-                               RenderOptions(device=device, colour_size=colour_size(source.info, settings),
-                                             fuse_views=source.static))
+    with open_geometry(geometry_file, expect_frames=source.info.num_frames, scratch_dir=out_dir) as geometry:
+        camera_path = build_camera_path(geometry, spec, options, settings, source.info, source.static, timestamps)
+        outputs = render_to_folder(source.path, geometry, camera_path, out_dir,
+                                   RenderOptions(device=device, colour_size=colour_size(source.info, settings),
+                                                 fuse_views=source.static))
     if source.static:
-        anchor_source_index(camera_path, outputs.view_coverage).save(outputs.cameras_json)
+        anchor_source_index(camera_path, outputs.view_coverage).save(outputs.folder.cameras_json)
