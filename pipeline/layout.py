@@ -44,11 +44,6 @@ def default_work_dir(output_folder: Path) -> Path:
     return Path(output_folder).parent / "work"
 
 
-def find_videos(input_dir: Path) -> list[Path]:
-    """Video files (by container suffix, case-insensitive) directly in ``input_dir``, sorted by name."""
-    return sorted(p for p in Path(input_dir).iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-
-
 @dataclass(frozen=True)
 class VideoPaths:
     """Every folder one video uses for one trajectory (see module docstring)."""
