@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -127,7 +126,3 @@ def peak_gib(device: torch.device) -> tuple[float, float]:
 def dtype_for(device: torch.device) -> torch.dtype:
     """bf16 on CUDA (the product's dtype), fp32 on the CPU."""
     return torch.bfloat16 if device.type == "cuda" else torch.float32
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0")
