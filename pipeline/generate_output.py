@@ -30,6 +30,8 @@ a goal (its noise depends on warm-up calls); equality given the same noise is (s
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -155,7 +157,7 @@ class GenerateResult:
     source_frames: int  # frames in the source video
     source_frames_used: int  # distinct source frames the time map shows
     seconds: float
-    first_frame_seconds: float  # from the start of the DiT loop to the first frame written
+    first_frame_seconds: float  # from the start of the DiT loop to the first frames handed to the writer
     notes: tuple[str, ...]
 
 
@@ -187,9 +189,61 @@ def _video_tensor(reader: VideoReader, indices: np.ndarray, dtype: torch.dtype) 
     return out
 
 
-def _to_uint8(pixels: torch.Tensor) -> np.ndarray:
-    """[3, T, H, W] in [-1, 1] → uint8 [T, H, W, 3], rounded."""
-    return ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
+class FrameWriterThread:
+    """Writes decoded blocks to a ``VideoWriter`` on a background thread, so H.264 encoding never holds
+    up the next block. Use as a context manager around the block loop.
+
+    ``put(pixels, count)``: pixels ``[3, t, H, W]`` in [-1, 1] on any device; the first ``count`` frames
+    are rounded to uint8 on that device and copied to the host (on CUDA asynchronously, into pinned
+    memory, so the caller never waits for the GPU); the thread waits for the copy and writes them. At
+    most ``depth`` blocks wait in the queue. An error of the thread is raised by the next ``put`` or on exit.
+    """
+
+    def __init__(self, writer: VideoWriter, depth: int = 2):
+        self.writer = writer
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="video-writer", daemon=True)
+
+    def __enter__(self) -> "FrameWriterThread":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if exc[0] is None:
+            self._raise()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            host, copied = item
+            if self.error is not None:
+                continue  # keep draining so put() never blocks
+            try:
+                if copied is not None:
+                    copied.synchronize()
+                for frame in host.numpy():
+                    self.writer.write(frame)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                self.error = exc
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def put(self, pixels: torch.Tensor, count: int) -> None:
+        self._raise()
+        frames = ((pixels[:, :count].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0)
+        copied = None
+        if frames.is_cuda:
+            host = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
+            host.copy_(frames, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record()
+        else:
+            host = frames.contiguous()
+        self.queue.put((host, copied))
 
 
 @dataclass(frozen=True)
@@ -337,13 +391,14 @@ def generate_to_file(
         first_frame = 0.0
         t_loop = time.perf_counter()
         with VideoWriter(out_path, options.fps or inputs.cameras.fps, width, height, options.encode) as writer, \
-                torch.no_grad():
+                FrameWriterThread(writer) as sink, torch.no_grad():
             for block, x0 in enumerate(stream_blocks(dit, text_embeds, blocks, generator_renoise(renoise))):
-                for frame in _to_uint8(decoder.push(x0)[0])[: n - written]:
-                    writer.write(frame)
-                    written += 1
+                pixels = decoder.push(x0)[0]
+                count = min(pixels.shape[1], n - written)
+                sink.put(pixels, count)
+                written += count
                 first_frame = first_frame or time.perf_counter() - t_loop
-                log.info("block %d/%d done, %d/%d frames written", block + 1, plan.blocks, written, n)
+                log.info("block %d/%d done, %d/%d frames decoded", block + 1, plan.blocks, written, n)
             if written != n:
                 raise RuntimeError(f"{out_path}: {written} frames generated, expected {n}")
         source_frames = len(source)

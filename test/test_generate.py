@@ -191,3 +191,39 @@ def test_seeded_noise_is_one_stream():
     one = torch.Generator().manual_seed(5)
     assert torch.equal(torch.cat(list(noise), dim=1), torch.randn(1, 9, 16, 2, 4, generator=one))
     assert torch.equal(torch.randn(7, generator=renoise), torch.randn(7, generator=one))
+
+
+def test_writer_thread_writes_in_order_off_the_main_thread_and_raises_its_error(tmp_path):
+    """Frames reach the VideoWriter in order from another thread; a write error surfaces in the caller
+    and the output file is not created."""
+    import threading
+
+    class Recorder:
+        def __init__(self, fail_at=None):
+            self.frames, self.threads, self.fail_at = [], set(), fail_at
+
+        def write(self, frame):
+            if len(self.frames) == self.fail_at:
+                raise OSError("disk full")
+            self.frames.append(frame)
+            self.threads.add(threading.get_ident())
+
+    blocks = [torch.rand(3, 4, 2, 3) * 2 - 1 for _ in range(3)]
+    rec = Recorder()
+    with gen.FrameWriterThread(rec, depth=1) as sink:
+        for b in blocks:
+            sink.put(b, 3)
+    want = [((b[:, :3].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy() for b in blocks]
+    assert np.array_equal(np.stack(rec.frames), np.concatenate(want))
+    assert rec.threads and threading.get_ident() not in rec.threads
+    with pytest.raises(OSError, match="disk full"):
+        with gen.FrameWriterThread(Recorder(fail_at=2)) as sink:
+            for b in blocks:
+                sink.put(b, 4)
+
+    out = tmp_path / "x.mp4"
+    with pytest.raises(OSError, match="disk full"):
+        with gen.VideoWriter(out, 8.0, 16, 16) as writer, gen.FrameWriterThread(writer) as sink:
+            writer.write = Recorder(fail_at=0).write
+            sink.put(torch.zeros(3, 2, 16, 16), 2)
+    assert not out.exists()
