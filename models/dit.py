@@ -281,6 +281,7 @@ class CausalDiT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.head = Head(cfg)
         self._rope: dict[tuple, RopeTable] = {}
+        self._timesteps: dict[tuple, torch.Tensor] = {}
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -368,8 +369,18 @@ class CausalDiT(nn.Module):
         grid = tuple(y.shape[2:])
         return y.flatten(2).transpose(1, 2).float(), grid
 
+    def _timestep(self, timestep: float | torch.Tensor) -> torch.Tensor:
+        """``timestep`` as a float32 tensor on the device; a Python number's tensor is made once and
+        cached (a fresh host-to-device copy per pass would make the host wait for the GPU)."""
+        if isinstance(timestep, torch.Tensor):
+            return timestep.to(device=self.device, dtype=torch.float32)
+        key = (float(timestep), self.device)
+        if key not in self._timesteps:
+            self._timesteps[key] = torch.tensor(float(timestep), dtype=torch.float32, device=self.device)
+        return self._timesteps[key]
+
     def _time(self, timestep: float | torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        t = torch.as_tensor(timestep, dtype=torch.float32, device=self.device).reshape(-1).expand(batch)
+        t = self._timestep(timestep).reshape(-1).expand(batch)
         e = self.time_embedding(sinusoidal_embedding(t, self.config.freq_dim).to(self.dtype))
         e0 = self.time_projection(e).unflatten(1, (6, self.config.dim))
         return e.float(), e0.float()

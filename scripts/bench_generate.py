@@ -14,12 +14,15 @@ yields 9 output frames, every later block 12 (4 per latent frame). ``steady fps`
 0's decode; ``TFLOP/s`` = the analytic FLOPs of the DiT passes (``block_flops``) over their measured
 time. Peak memory: ``max_memory_allocated`` / ``max_memory_reserved`` on CUDA, peak RSS on the CPU.
 The loop first runs untimed on two blocks (both context lengths meet every kernel, and compile).
+Re-noise comes from a CPU generator through pinned memory, as in the generate stage; on CUDA the
+number of host-device synchronisations in a two-block loop is counted too (target 0).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -108,7 +111,7 @@ def time_loop(dit: CausalDiT, text: torch.Tensor, blocks: list[BlockInputs], dec
     try:
         start = clock.mark()
         with torch.no_grad():
-            for x0 in stream_blocks(dit, text, iter(blocks), torch.Generator(device).manual_seed(1)):
+            for x0 in stream_blocks(dit, text, iter(blocks), torch.Generator().manual_seed(1)):
                 if decoder is not None:
                     a = clock.mark()
                     decoder.push(x0)
@@ -126,6 +129,21 @@ def time_loop(dit: CausalDiT, text: torch.Tensor, blocks: list[BlockInputs], dec
         decode=secs["decode"], first_frame=clock.seconds(start, ends[0]), total=clock.seconds(start, ends[-1]),
         steady=clock.seconds(ends[0], ends[-1]), frames=sum(frames), steady_frames=sum(frames[1:]),
         peak_allocated_gib=allocated, peak_reserved_gib=reserved)
+
+
+def count_host_syncs(dit: CausalDiT, text: torch.Tensor, blocks: list[BlockInputs], decoder) -> int:
+    """Host-device synchronisations during a warm block loop (CUDA's sync debug mode, "warn"); the
+    target is 0 (``.item()``, ``.cpu()`` or a pageable copy inside the loop would each count)."""
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for x0 in stream_blocks(dit, text, iter(blocks), torch.Generator().manual_seed(1)):
+                if decoder is not None:
+                    decoder.push(x0)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
 
 
 def make_decoder(kind: str, device, dtype, vae_config: WanVAEConfig = WanVAEConfig()):
@@ -156,7 +174,7 @@ def bench(cfg: DiTConfig, width: int, height: int, blocks: int, decoders, compil
     clock = Clock(device)
     a = clock.mark()
     with torch.no_grad():  # warm-up: both context lengths (compiles here when asked)
-        for _ in stream_blocks(dit, text, iter(inputs[:2]), torch.Generator(device).manual_seed(1)):
+        for _ in stream_blocks(dit, text, iter(inputs[:2]), torch.Generator().manual_seed(1)):
             pass
     report(f"DiT {tag}: warm-up (2 blocks{', compile' if compile_ else ''})", clock.seconds(a, clock.mark()), "s")
     tpf = dit.tokens_per_frame(h, w)
@@ -177,6 +195,9 @@ def bench(cfg: DiTConfig, width: int, height: int, blocks: int, decoders, compil
             report(f"{label}: decode per block (median)", statistics.median(t.decode) * 1e3, "ms")
         dit_seconds = sum(t.context) + sum(map(sum, t.denoise))
         report(f"{label}: DiT TFLOP/s (analytic FLOPs / pass time)", flops / dit_seconds / 1e12, "TFLOP/s")
+        if device.type == "cuda":
+            syncs = count_host_syncs(dit, text, inputs[:2], None if module is None else module.stream_decoder())
+            report(f"{label}: host syncs in 2 blocks (CPU re-noise generator)", syncs, "")
         report(f"{label}: peak allocated", t.peak_allocated_gib, "GiB")
         report(f"{label}: peak reserved", t.peak_reserved_gib, "GiB")
         del module
