@@ -16,8 +16,9 @@ Order of work (for memory): the text encoder encodes the caption and is released
 block by block. Just before each block the autoencoder (Wan VAE, or TAEHV with ``use_tae`` for
 encoding and decoding, as in the reference) encodes that block's source and render frames through
 stream encoders (one causal run each, so the source is encoded once and the result equals a
-whole-clip encode), and every finished block is decoded by the stream decoder and appended to the
-output file. The first frames exist early and only one block of frames, latents and noise is held,
+whole-clip encode), and every finished block is decoded by the stream decoder, rounded on the
+device and appended to the output file by a writer thread (``FrameWriterThread``), so encoding the
+mp4 never holds up the next block. The first frames exist early and only one block of frames, latents and noise is held,
 so memory does not grow with video length (the render mask, read whole, is the exception: one bit
 per pixel on disk, one byte per pixel in memory). Pixels are rounded to uint8.
 
