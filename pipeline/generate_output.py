@@ -190,6 +190,16 @@ def _video_tensor(reader: VideoReader, indices: np.ndarray, dtype: torch.dtype) 
     return out
 
 
+def _uint8_frames(pixels: torch.Tensor) -> torch.Tensor:
+    """[3, T, H, W] in [-1, 1] → uint8 [T, H, W, 3], rounded, on ``pixels``' device."""
+    return ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0)
+
+
+def _to_uint8(pixels: torch.Tensor) -> np.ndarray:
+    """[3, T, H, W] in [-1, 1] → uint8 [T, H, W, 3] numpy, rounded (whole-video writers, e.g. SpaceTimePilot on main)."""
+    return _uint8_frames(pixels).cpu().numpy()
+
+
 class FrameWriterThread:
     """Writes decoded blocks to a ``VideoWriter`` on a background thread, so H.264 encoding never holds
     up the next block. Use as a context manager around the block loop.
@@ -235,7 +245,7 @@ class FrameWriterThread:
 
     def put(self, pixels: torch.Tensor, count: int) -> None:
         self._raise()
-        frames = ((pixels[:, :count].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0)
+        frames = _uint8_frames(pixels[:, :count])
         copied = None
         if frames.is_cuda:
             host = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
