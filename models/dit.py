@@ -129,13 +129,27 @@ class KVCache:
 
 
 @dataclass(frozen=True)
-class _Pass:
-    """Per-call state shared by all layers: RoPE table, text K/V, cache and write position."""
+class LayerInputs:
+    """Everything one block reads besides the residual stream, as tensors bound to that layer.
+
+    ``text_k``/``text_v``: its prompt K/V; ``cache_k``/``cache_v``: its self-attention buffers (None
+    without a cache); ``start``: the token where this pass writes its own K/V. Handing a block its own
+    tensors (never a list and a Python layer index) lets ``torch.compile`` trace one graph that every
+    layer reuses.
+    """
 
     rope: RopeTable
-    text: TextCache
-    cache: KVCache | None
+    text_k: torch.Tensor
+    text_v: torch.Tensor
+    cache_k: torch.Tensor | None = None
+    cache_v: torch.Tensor | None = None
     start: int = 0
+
+
+def layer_inputs(rope: RopeTable, text: TextCache, cache: KVCache | None, start: int) -> list[LayerInputs]:
+    """One ``LayerInputs`` per layer for a pass writing its K/V at token ``start`` of ``cache``."""
+    return [LayerInputs(rope, k, v, None if cache is None else cache.k[i], None if cache is None else cache.v[i], start)
+            for i, (k, v) in enumerate(zip(text.k, text.v))]
 
 
 def _layer_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -200,34 +214,34 @@ class Block(nn.Module):
     def _attn_input(self, x: torch.Tensor, m: tuple[torch.Tensor, ...]) -> torch.Tensor:
         return (_layer_norm(x, self.eps) * (1 + m[1]) + m[0]).to(self.modulation.dtype)
 
-    def _store_kv(self, h: torch.Tensor, p: _Pass, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _store_kv(self, h: torch.Tensor, p: LayerInputs) -> tuple[torch.Tensor, torch.Tensor]:
         """K (after RoPE) and V of ``h``; written into the cache at ``p.start`` when there is one."""
         k, v = self.self_attn.key_value(h)
         k = apply_rope(k, p.rope)
-        if p.cache is None:
+        if p.cache_k is None:
             return k, v
         end = p.start + k.shape[1]
-        if end > p.cache.capacity:
-            raise ValueError(f"KV cache holds {p.cache.capacity} tokens, this pass needs {end}")
-        p.cache.k[layer][:, p.start:end] = k
-        p.cache.v[layer][:, p.start:end] = v
-        return p.cache.k[layer][:, :end], p.cache.v[layer][:, :end]
+        if end > p.cache_k.shape[1]:
+            raise ValueError(f"KV cache holds {p.cache_k.shape[1]} tokens, this pass needs {end}")
+        p.cache_k[:, p.start:end] = k
+        p.cache_v[:, p.start:end] = v
+        return p.cache_k[:, :end], p.cache_v[:, :end]
 
-    def forward(self, x: torch.Tensor, e0: torch.Tensor, p: _Pass, layer: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, e0: torch.Tensor, p: LayerInputs) -> torch.Tensor:
         m = self._mods(e0)
         h = self._attn_input(x, m)
-        k, v = self._store_kv(h, p, layer)
+        k, v = self._store_kv(h, p)
         q = apply_rope(self.self_attn.query(h), p.rope)
         x = x + self.self_attn.out(attention(q, k, v)).float() * m[2]
         hc = F.layer_norm(x, x.shape[-1:], self.norm3.weight.float(), self.norm3.bias.float(), self.eps)
         hc = hc.to(self.modulation.dtype)
-        x = x + self.cross_attn.out(attention(self.cross_attn.query(hc), p.text.k[layer], p.text.v[layer])).float()
+        x = x + self.cross_attn.out(attention(self.cross_attn.query(hc), p.text_k, p.text_v)).float()
         hf = (_layer_norm(x, self.eps) * (1 + m[4]) + m[3]).to(self.modulation.dtype)
         return x + self.ffn(hf).float() * m[5]
 
-    def write_kv_only(self, x: torch.Tensor, e0: torch.Tensor, p: _Pass, layer: int) -> None:
+    def write_kv_only(self, x: torch.Tensor, e0: torch.Tensor, p: LayerInputs) -> None:
         """Only the cache entries of this layer (a context pass's last layer needs nothing else)."""
-        self._store_kv(self._attn_input(x, self._mods(e0)), p, layer)
+        self._store_kv(self._attn_input(x, self._mods(e0)), p)
 
 
 class Head(nn.Module):
@@ -267,6 +281,7 @@ class CausalDiT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.head = Head(cfg)
         self._rope: dict[tuple, RopeTable] = {}
+        self._timesteps: dict[tuple, torch.Tensor] = {}
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -313,7 +328,11 @@ class CausalDiT(nn.Module):
         return self.patch_embedding.weight.device
 
     def compile_blocks(self, **kwargs) -> None:
-        """``torch.compile`` every transformer block in place (``kwargs`` go to ``torch.compile``)."""
+        """``torch.compile`` every transformer block in place (``kwargs`` go to ``torch.compile``).
+
+        All blocks share one code object and receive their per-layer tensors as inputs, so Dynamo
+        traces one graph per input shape (context pass, denoising pass) that every layer reuses.
+        """
         for block in self.blocks:
             block.compile(**kwargs)
 
@@ -350,8 +369,18 @@ class CausalDiT(nn.Module):
         grid = tuple(y.shape[2:])
         return y.flatten(2).transpose(1, 2).float(), grid
 
+    def _timestep(self, timestep: float | torch.Tensor) -> torch.Tensor:
+        """``timestep`` as a float32 tensor on the device; a Python number's tensor is made once and
+        cached (a fresh host-to-device copy per pass would make the host wait for the GPU)."""
+        if isinstance(timestep, torch.Tensor):
+            return timestep.to(device=self.device, dtype=torch.float32)
+        key = (float(timestep), self.device)
+        if key not in self._timesteps:
+            self._timesteps[key] = torch.tensor(float(timestep), dtype=torch.float32, device=self.device)
+        return self._timesteps[key]
+
     def _time(self, timestep: float | torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        t = torch.as_tensor(timestep, dtype=torch.float32, device=self.device).reshape(-1).expand(batch)
+        t = self._timestep(timestep).reshape(-1).expand(batch)
         e = self.time_embedding(sinusoidal_embedding(t, self.config.freq_dim).to(self.dtype))
         e0 = self.time_projection(e).unflatten(1, (6, self.config.dim))
         return e.float(), e0.float()
@@ -367,10 +396,10 @@ class CausalDiT(nn.Module):
         K/V written to ``cache[0:n]``. The last layer's attention/FFN and the head are skipped."""
         x, grid = self._embed(context)
         _, e0 = self._time(0.0, x.shape[0])
-        p = _Pass(self._rope_table(grid, rope_offset), text, cache, start=0)
-        for layer, block in enumerate(self.blocks[:-1]):
-            x = block(x, e0, p, layer)
-        self.blocks[-1].write_kv_only(x, e0, p, len(self.blocks) - 1)
+        inputs = layer_inputs(self._rope_table(grid, rope_offset), text, cache, start=0)
+        for block, p in zip(self.blocks[:-1], inputs):
+            x = block(x, e0, p)
+        self.blocks[-1].write_kv_only(x, e0, inputs[-1])
         cache.length = x.shape[1]
 
     def forward(
@@ -389,9 +418,9 @@ class CausalDiT(nn.Module):
         b, f, _, hh, ww = x.shape
         tokens, grid = self._embed(x)
         e, e0 = self._time(timestep, b)
-        p = _Pass(self._rope_table(grid, rope_offset), text, cache, start=0 if cache is None else cache.length)
-        for layer, block in enumerate(self.blocks):
-            tokens = block(tokens, e0, p, layer)
+        inputs = layer_inputs(self._rope_table(grid, rope_offset), text, cache, 0 if cache is None else cache.length)
+        for block, p in zip(self.blocks, inputs):
+            tokens = block(tokens, e0, p)
         out = self.head(tokens, e).float()
         return self._unpatchify(out, grid)
 

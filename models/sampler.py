@@ -14,7 +14,7 @@ the re-noise source. The block's output is the last step's x0.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -57,9 +57,17 @@ def generator_renoise(generator: torch.Generator) -> Renoise:
 
     def draw(shape: torch.Size, like: torch.Tensor) -> torch.Tensor:
         eps = torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
-        return eps.to(device=like.device, dtype=like.dtype)
+        return to_device_async(eps, like)
 
     return draw
+
+
+def to_device_async(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``t`` with ``like``'s device and dtype; a CPU tensor bound for CUDA goes through pinned memory
+    with ``non_blocking`` so the host does not wait for the GPU's queue (no sync per step)."""
+    if like.is_cuda and not t.is_cuda:
+        t = t.pin_memory().to(like.device, non_blocking=True)
+    return t.to(device=like.device, dtype=like.dtype)
 
 
 def recorded_renoise(tensors: Iterable[torch.Tensor]) -> Renoise:
@@ -106,6 +114,58 @@ def denoise_block(
     return x0
 
 
+@dataclass(frozen=True)
+class BlockInputs:
+    """One block's inputs, ``[B, BLOCK_FRAMES, C, h, w]`` each (any device; moved to the DiT's):
+    time-aligned reference latents, render latents, packed mask (C = 4) and initial noise."""
+
+    ref: torch.Tensor
+    render: torch.Tensor
+    mask: torch.Tensor
+    noise: torch.Tensor
+
+
+def _as_renoise(renoise: torch.Generator | Renoise | Iterable[torch.Tensor]) -> Renoise:
+    if isinstance(renoise, torch.Generator):
+        return generator_renoise(renoise)
+    return renoise if callable(renoise) else recorded_renoise(renoise)
+
+
+def stream_blocks(
+    dit: CausalDiT,
+    text_embeds: torch.Tensor,
+    blocks: Iterable[BlockInputs],
+    renoise: torch.Generator | Renoise | Iterable[torch.Tensor],
+    schedule: FlowSchedule | None = None,
+) -> Iterator[torch.Tensor]:
+    """Generate block after block, yielding each block's float32 latents ``[B, BLOCK_FRAMES, C, h, w]``
+    on the DiT's device as soon as it is done.
+
+    ``blocks`` is consumed lazily, one block at a time: a caller can encode each block's
+    conditions just before it is needed, so memory does not grow with the number of blocks.
+    ``text_embeds`` [B, L, text_dim] (its K/V are computed once).
+    """
+    renoise = _as_renoise(renoise)
+    schedule = schedule or warped_schedule()
+    dev = dit.device
+    text = dit.encode_text(text_embeds)
+    cache = None
+    history = None
+    for inp in blocks:
+        b, f, c, h, w = inp.noise.shape
+        for name, arr, ch in (("ref", inp.ref, c), ("render", inp.render, c), ("mask", inp.mask, 4)):
+            if tuple(arr.shape) != (b, BLOCK_FRAMES, ch, h, w):
+                raise ValueError(f"block {name} has shape {list(arr.shape)}, expected {[b, BLOCK_FRAMES, ch, h, w]}")
+        if cache is None:
+            cache = dit.new_cache(b, 3 * BLOCK_FRAMES * dit.tokens_per_frame(h, w))
+        ref = inp.ref.to(device=dev, dtype=torch.float32)
+        clean = ref if history is None else torch.cat([ref, history], dim=1)
+        dit.prefill(pad_context(clean, dit.config.in_dim), text, cache, rope_offset=CONTEXT_OFFSET)
+        condition = torch.cat([inp.mask, inp.render], dim=2).to(device=dev, dtype=torch.float32)
+        history = denoise_block(dit, text, cache, inp.noise.to(device=dev, dtype=torch.float32), condition, renoise, schedule)
+        yield history
+
+
 def generate_latents(
     dit: CausalDiT,
     text_embeds: torch.Tensor,
@@ -117,13 +177,12 @@ def generate_latents(
     on_block: Callable[[int, torch.Tensor], None] | None = None,
     schedule: FlowSchedule | None = None,
 ) -> torch.Tensor:
-    """Generate all latent frames block by block.
+    """Generate all latent frames of whole-video tensors block by block (see :func:`stream_blocks`).
 
     ``ref_latents``, ``render_latents``, ``noise``: [B, T, out_dim, h, w]; ``mask_latents``:
-    [B, T, 4, h, w]; T a multiple of ``BLOCK_FRAMES``. ``text_embeds`` [B, L, text_dim] (its K/V are
-    computed once). ``renoise``: a generator, a ``Renoise`` callable or recorded tensors.
-    ``on_block(b, x0)`` receives each finished block (e.g. to decode and write it) as soon as it is
-    done. Returns float32 latents on ``noise``'s device.
+    [B, T, 4, h, w]; T a multiple of ``BLOCK_FRAMES``. ``renoise``: a generator, a ``Renoise``
+    callable or recorded tensors. ``on_block(b, x0)`` receives each finished block (e.g. to decode and
+    write it) as soon as it is done. Returns float32 latents on ``noise``'s device.
     """
     b, t, c, h, w = noise.shape
     for name, arr, ch in (("ref_latents", ref_latents, c), ("render_latents", render_latents, c), ("mask_latents", mask_latents, 4)):
@@ -131,25 +190,11 @@ def generate_latents(
             raise ValueError(f"{name} has shape {list(arr.shape)}, expected {[b, t, ch, h, w]}")
     if t == 0 or t % BLOCK_FRAMES:
         raise ValueError(f"latent frame count {t} must be a positive multiple of {BLOCK_FRAMES}")
-    if isinstance(renoise, torch.Generator):
-        renoise = generator_renoise(renoise)
-    elif not callable(renoise):
-        renoise = recorded_renoise(renoise)
-    schedule = schedule or warped_schedule()
-    dev = dit.device
-    text = dit.encode_text(text_embeds)
-    cache = dit.new_cache(b, 3 * BLOCK_FRAMES * dit.tokens_per_frame(h, w))
+    slices = [slice(k, k + BLOCK_FRAMES) for k in range(0, t, BLOCK_FRAMES)]
+    blocks = (BlockInputs(ref_latents[:, s], render_latents[:, s], mask_latents[:, s], noise[:, s]) for s in slices)
     out = torch.empty(b, t, c, h, w, dtype=torch.float32, device=noise.device)
-    history = None
-    for block in range(t // BLOCK_FRAMES):
-        s = slice(block * BLOCK_FRAMES, (block + 1) * BLOCK_FRAMES)
-        ref = ref_latents[:, s].to(device=dev, dtype=torch.float32)
-        clean = ref if history is None else torch.cat([ref, history], dim=1)
-        dit.prefill(pad_context(clean, dit.config.in_dim), text, cache, rope_offset=CONTEXT_OFFSET)
-        condition = torch.cat([mask_latents[:, s], render_latents[:, s]], dim=2).to(device=dev, dtype=torch.float32)
-        x0 = denoise_block(dit, text, cache, noise[:, s].to(device=dev, dtype=torch.float32), condition, renoise, schedule)
+    for block, (s, x0) in enumerate(zip(slices, stream_blocks(dit, text_embeds, blocks, renoise, schedule))):
         out[:, s] = x0
-        history = x0
         if on_block is not None:
             on_block(block, x0)
     return out

@@ -150,13 +150,9 @@ class TAEHV(nn.Module):
         return cls.from_state_dict(state_dict, source=path).to(device=device, dtype=dtype)
 
     # ---- native interface: [N, T, C, H, W] in [0, 1] ---------------------------------------------
-    @torch.no_grad()
     def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
         """``[N, T, 3, H, W]`` in [0, 1] -> latents ``[N, ceil(T/4), 16, H/8, W/8]``."""
-        pad = -frames.shape[1] % TEMPORAL_STRIDE
-        if pad:
-            frames = torch.cat([frames, frames[:, -1:].expand(-1, pad, -1, -1, -1)], dim=1)
-        return run_causal(self.encoder, frames, {})
+        return self.stream_encoder().push_native(_pad_to_group(frames))
 
     def decode_video(self, latents: torch.Tensor) -> torch.Tensor:
         """``[N, T_lat, 16, h, w]`` -> ``[N, 4*T_lat - 3, 3, 8h, 8w]`` in [0, 1]."""
@@ -165,11 +161,13 @@ class TAEHV(nn.Module):
     # ---- Wan VAE conventions --------------------------------------------------------------------
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """``[B, 3, T, H, W]`` in [-1, 1] -> latents ``[B, ceil(T/4), 16, H/8, W/8]``."""
-        if video.ndim != 5 or video.shape[1] != 3:
-            raise ValueError(f"TAEHV.encode expects [B, 3, T, H, W], got {list(video.shape)}")
-        param = self.encoder[0].weight
-        frames = (video.to(param.device, param.dtype).transpose(1, 2) * 0.5 + 0.5).clamp(0, 1)
-        return self.encode_video(frames)
+        stream = self.stream_encoder()
+        return torch.cat([stream.push(video), stream.flush()], dim=1)
+
+    def stream_encoder(self) -> "TAEHVStreamEncoder":
+        """An encoder that takes pixel frames in order, any number per push; memory does not grow with
+        the video's length and the concatenated outputs (``flush`` last) equal one :meth:`encode`."""
+        return TAEHVStreamEncoder(self)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """``[B, T_lat, 16, h, w]`` -> ``[B, 3, 4*T_lat - 3, 8h, 8w]`` float32 in [-1, 1]."""
@@ -178,6 +176,61 @@ class TAEHV(nn.Module):
     def stream_decoder(self) -> "TAEHVStreamDecoder":
         """A decoder that takes latent blocks in order; concatenated outputs equal one :meth:`decode`."""
         return TAEHVStreamDecoder(self)
+
+
+def _pad_to_group(frames: torch.Tensor) -> torch.Tensor:
+    """``[N, T, ...]`` followed by copies of its last frame up to a multiple of 4 frames."""
+    pad = -frames.shape[1] % TEMPORAL_STRIDE
+    return torch.cat([frames, frames[:, -1:].expand(-1, pad, *frames.shape[2:])], dim=1) if pad else frames
+
+
+class TAEHVStreamEncoder:
+    """Streaming TAEHV encode: whole groups of 4 frames go through the encoder with the MemBlock
+    memories kept between pushes; the frames of an incomplete group (at most 3) wait for the next push,
+    and :meth:`flush` completes the last group with copies of the last frame."""
+
+    def __init__(self, tae: TAEHV):
+        self.tae = tae
+        self.memory: Memory = {}
+        self.pending: torch.Tensor | None = None
+        self._empty: torch.Tensor | None = None
+
+    def _encode(self, frames: torch.Tensor) -> torch.Tensor:
+        n, t, _, h, w = frames.shape
+        self._empty = frames.new_zeros(n, 0, LATENT_CHANNELS, h // SPATIAL_STRIDE, w // SPATIAL_STRIDE)
+        return run_causal(self.tae.encoder, frames, self.memory) if t else self._empty
+
+    @torch.no_grad()
+    def push_native(self, frames: torch.Tensor) -> torch.Tensor:
+        """Next ``[N, t, 3, H, W]`` frames in [0, 1] -> the latents ``[N, t', 16, H/8, W/8]`` they complete."""
+        if frames.ndim != 5 or frames.shape[2] != 3:
+            raise ValueError(f"TAEHV encode expects frames [N, T, 3, H, W], got {list(frames.shape)}")
+        param = self.tae.encoder[0].weight
+        frames = frames.to(param.device, param.dtype)
+        if self.pending is not None:
+            frames = torch.cat([self.pending, frames], dim=1)
+        usable = frames.shape[1] - frames.shape[1] % TEMPORAL_STRIDE
+        self.pending = frames[:, usable:].clone() if usable < frames.shape[1] else None
+        return self._encode(frames[:, :usable])
+
+    @torch.no_grad()
+    def flush_native(self) -> torch.Tensor:
+        """End of the video: the incomplete group, padded with copies of its last frame, as one latent
+        (none when the frame count was a multiple of 4)."""
+        if self._empty is None:
+            raise ValueError("flush() before any push")
+        pending, self.pending = self.pending, None
+        return self._empty if pending is None else self._encode(_pad_to_group(pending))
+
+    def push(self, video: torch.Tensor) -> torch.Tensor:
+        """Next ``[B, 3, t, H, W]`` pixels in [-1, 1] (Wan conventions) -> latents ``[B, t', 16, h, w]``."""
+        if video.ndim != 5 or video.shape[1] != 3:
+            raise ValueError(f"TAEHV.encode expects [B, 3, T, H, W], got {list(video.shape)}")
+        return self.push_native((video.transpose(1, 2) * 0.5 + 0.5).clamp(0, 1))
+
+    def flush(self) -> torch.Tensor:
+        """Wan-convention alias of :meth:`flush_native`."""
+        return self.flush_native()
 
 
 class TAEHVStreamDecoder:

@@ -309,22 +309,14 @@ class WanVAE(nn.Module):
         return (mean.to(like.device, like.dtype).view(shape), inv_std.to(like.device, like.dtype).view(shape))
 
     # ---- encode / decode -------------------------------------------------------------------------
-    @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """``[B, 3, T, H, W]`` in [-1, 1] -> normalised latents ``[B, 1 + (T-1)//4, 16, H/8, W/8]``."""
-        if video.ndim != 5 or video.shape[1] != 3:
-            raise ValueError(f"WanVAE.encode expects [B, 3, T, H, W], got {list(video.shape)}")
-        param = self.conv1.weight
-        video = video.to(param.device, param.dtype)
-        n_lat = 1 + (video.shape[2] - 1) // TEMPORAL_STRIDE
-        state: State = {}
-        mus = []
-        for i in range(n_lat):
-            chunk = video[:, :, :1] if i == 0 else video[:, :, 1 + TEMPORAL_STRIDE * (i - 1):1 + TEMPORAL_STRIDE * i]
-            mus.append(self.conv1.causal(self.encoder(chunk, state), None)[:, :self.config.z_dim])
-        mu = torch.cat(mus, dim=2)
-        mean, inv_std = self._scale(mu)
-        return ((mu - mean) * inv_std).transpose(1, 2)
+        return self.stream_encoder().push(video)  # leftover frames of an incomplete chunk are dropped
+
+    def stream_encoder(self) -> "WanVAEStreamEncoder":
+        """An encoder that takes pixel frames in order, any number per push; memory does not grow with
+        the video's length and the concatenated outputs equal one :meth:`encode`."""
+        return WanVAEStreamEncoder(self)
 
     def stream_decoder(self) -> "WanVAEStreamDecoder":
         """A decoder that takes latent blocks in order; concatenated outputs equal one :meth:`decode`."""
@@ -334,6 +326,53 @@ class WanVAE(nn.Module):
         """``[B, T_lat, 16, h, w]`` normalised latents -> ``[B, 3, 4*T_lat - 3, 8h, 8w]`` in [-1, 1] (float32)."""
         return self.stream_decoder().push(latents)
 
+
+class WanVAEStreamEncoder:
+    """Streaming Wan VAE encode: frame 0 alone, then chunks of 4, with the causal caches kept between
+    :meth:`push` calls. Frames of an incomplete chunk wait for the next push (at most 3 are held)."""
+
+    def __init__(self, vae: WanVAE):
+        self.vae = vae
+        self.state: State = {}
+        self.pending: torch.Tensor | None = None
+        self.latents = 0  # latent frames produced so far
+        self._empty: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def push(self, video: torch.Tensor) -> torch.Tensor:
+        """Next ``[B, 3, t, H, W]`` pixel frames in [-1, 1] -> the latents ``[B, t', 16, H/8, W/8]`` they complete."""
+        if video.ndim != 5 or video.shape[1] != 3:
+            raise ValueError(f"WanVAE encode expects [B, 3, T, H, W], got {list(video.shape)}")
+        vae = self.vae
+        param = vae.conv1.weight
+        video = video.to(param.device, param.dtype)
+        if self.pending is not None:
+            video = torch.cat([self.pending, video], dim=2)
+        mus, start = [], 0
+        while True:
+            need = 1 if self.latents == 0 else TEMPORAL_STRIDE
+            if video.shape[2] - start < need:
+                break
+            chunk = video[:, :, start:start + need]
+            mus.append(vae.conv1.causal(vae.encoder(chunk, self.state), None)[:, :vae.config.z_dim])
+            start += need
+            self.latents += 1
+        self.pending = video[:, :, start:].clone() if start < video.shape[2] else None
+        b, _, _, h, w = video.shape
+        self._empty = video.new_zeros(b, 0, vae.config.z_dim, h // SPATIAL_STRIDE, w // SPATIAL_STRIDE)
+        if not mus:
+            return self._empty
+        mu = torch.cat(mus, dim=2)
+        mean, inv_std = vae._scale(mu)
+        return ((mu - mean) * inv_std).transpose(1, 2)
+
+    def flush(self) -> torch.Tensor:
+        """End of the video: the frames of an incomplete chunk are dropped, so no latents follow
+        (``[B, 0, 16, h, w]``; the same interface as TAEHV's stream encoder)."""
+        if self._empty is None:
+            raise ValueError("flush() before any push")
+        self.pending = None
+        return self._empty
 
 class WanVAEStreamDecoder:
     """Streaming Wan VAE decode: the causal caches persist between :meth:`push` calls (flat memory).

@@ -12,34 +12,42 @@ padded with copies of their last frame to that length, and only the N requested 
 reference latents are encoded from the source frames in time-map order, so freeze, reverse and slow
 motion reach the model exactly as they reached the renderer.
 
-Order of work (for memory): the text encoder encodes the caption and is released; the autoencoder
-(Wan VAE, or TAEHV with ``use_tae`` for encoding and decoding, as in the reference) encodes the
-source (once) and the render; then the DiT runs block by block and every finished block is decoded
-by the autoencoder's stream decoder and appended to the output file, so the first frames exist early
-and memory does not grow with video length. Pixels are rounded to uint8.
+Order of work (for memory): the text encoder encodes the caption and is released; then the DiT runs
+block by block. Just before each block the autoencoder (Wan VAE, or TAEHV with ``use_tae`` for
+encoding and decoding, as in the reference) encodes that block's source and render frames through
+stream encoders (one causal run each, so the source is encoded once and the result equals a
+whole-clip encode), and every finished block is decoded by the stream decoder, rounded on the
+device and appended to the output file by a writer thread (``FrameWriterThread``), so encoding the
+mp4 never holds up the next block. The first frames exist early and only one block of frames, latents and noise is held,
+so memory does not grow with video length (the render mask, read whole, is the exception: one bit
+per pixel on disk, one byte per pixel in memory). Pixels are rounded to uint8.
 
-Seeds: ``seed`` seeds one CPU generator that draws the initial noise and then every re-noise tensor,
-so results do not depend on the device. Bit-exact equality with the reference's random stream is not
+Seeds: ``seed`` fixes one CPU random stream that gives the initial noise of every block and then
+every re-noise tensor (as if the whole initial noise were drawn first), so results do not depend on
+the device. Bit-exact equality with the reference's random stream is not
 a goal (its noise depends on warm-up calls); equality given the same noise is (see the parity tests).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from models.conditions import pack_mask
 from models.dit import CausalDiT, DiTConfig
-from models.sampler import BLOCK_FRAMES, generate_latents, generator_renoise
+from models.sampler import BLOCK_FRAMES, BlockInputs, generator_renoise, stream_blocks
 from models.taehv import TAEHV
 from models.umt5 import TextEncoder
-from models.wan_vae import TEMPORAL_STRIDE, WanVAE
+from models.wan_vae import SPATIAL_STRIDE, TEMPORAL_STRIDE, WanVAE
 from pipeline.render_folder import RenderFolder
 from pipeline.video_io import EncodeOptions, VideoError, VideoReader, VideoWriter
 from trajectories.camera_path import CameraPath
@@ -158,7 +166,7 @@ class GenerateResult:
     source_frames: int  # frames in the source video
     source_frames_used: int  # distinct source frames the time map shows
     seconds: float
-    first_frame_seconds: float  # from the start of the DiT loop to the first frame written
+    first_frame_seconds: float  # from the start of the DiT loop to the first frames handed to the writer
     notes: tuple[str, ...]
 
 
@@ -191,9 +199,71 @@ def _video_tensor(reader: VideoReader, indices: np.ndarray, dtype: torch.dtype) 
     return out
 
 
+def _uint8_frames(pixels: torch.Tensor) -> torch.Tensor:
+    """[3, T, H, W] in [-1, 1] → uint8 [T, H, W, 3], rounded, on ``pixels``' device."""
+    return ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0)
+
+
 def _to_uint8(pixels: torch.Tensor) -> np.ndarray:
-    """[3, T, H, W] in [-1, 1] → uint8 [T, H, W, 3], rounded."""
-    return ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
+    """[3, T, H, W] in [-1, 1] → uint8 [T, H, W, 3] numpy, rounded (whole-video writers, e.g. SpaceTimePilot on main)."""
+    return _uint8_frames(pixels).cpu().numpy()
+
+
+class FrameWriterThread:
+    """Writes decoded blocks to a ``VideoWriter`` on a background thread, so H.264 encoding never holds
+    up the next block. Use as a context manager around the block loop.
+
+    ``put(pixels, count)``: pixels ``[3, t, H, W]`` in [-1, 1] on any device; the first ``count`` frames
+    are rounded to uint8 on that device and copied to the host (on CUDA asynchronously, into pinned
+    memory, so the caller never waits for the GPU); the thread waits for the copy and writes them. At
+    most ``depth`` blocks wait in the queue. An error of the thread is raised by the next ``put`` or on exit.
+    """
+
+    def __init__(self, writer: VideoWriter, depth: int = 2):
+        self.writer = writer
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="video-writer", daemon=True)
+
+    def __enter__(self) -> "FrameWriterThread":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if exc[0] is None:
+            self._raise()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            host, copied = item
+            if self.error is not None:
+                continue  # keep draining so put() never blocks
+            try:
+                if copied is not None:
+                    copied.synchronize()
+                for frame in host.numpy():
+                    self.writer.write(frame)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                self.error = exc
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def put(self, pixels: torch.Tensor, count: int) -> None:
+        self._raise()
+        frames = _uint8_frames(pixels[:, :count])
+        copied = None
+        if frames.is_cuda:
+            host = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
+            host.copy_(frames, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record()
+        else:
+            host = frames.contiguous()
+        self.queue.put((host, copied))
 
 
 @dataclass(frozen=True)
@@ -242,6 +312,58 @@ def encode_prompts(prompts: list[str], wan_dir: Path, text_len: int, device: tor
         encoder.release()
 
 
+class _LatentStream:
+    """Latents of ``reader``'s frames at ``indices``, encoded on demand by a codec's stream encoder:
+    frames are read, converted and pushed one block's worth at a time, so memory does not grow with
+    the video's length."""
+
+    def __init__(self, codec: WanVAE | TAEHV, reader: VideoReader, indices: np.ndarray, dtype: torch.dtype):
+        self.encoder = codec.stream_encoder()
+        self.reader, self.indices, self.dtype = reader, indices, dtype
+        self.read = 0
+        self.ready: torch.Tensor | None = None  # encoded latents not yet taken
+
+    def take(self, n: int) -> torch.Tensor:
+        """The next ``n`` latent frames ``[1, n, 16, h, w]`` (float32, on the codec's device)."""
+        per_push = BLOCK_FRAMES * TEMPORAL_STRIDE
+        while self.ready is None or self.ready.shape[1] < n:
+            if self.read < len(self.indices):
+                chunk = self.indices[self.read:self.read + per_push]
+                self.read += len(chunk)
+                latents = self.encoder.push(_video_tensor(self.reader, chunk, self.dtype))
+            else:
+                latents = self.encoder.flush()
+                if not latents.shape[1]:
+                    raise RuntimeError(f"{self.reader.path}: {len(self.indices)} frames encode to fewer latents than asked")
+            self.ready = latents.float() if self.ready is None else torch.cat([self.ready, latents.float()], dim=1)
+        out, self.ready = self.ready[:, :n], self.ready[:, n:]
+        return out
+
+
+def block_mask(mask: np.ndarray, indices: np.ndarray, block: int, latent_hw: tuple[int, int]) -> torch.Tensor:
+    """Packed mask latents ``[1, BLOCK_FRAMES, 4, h, w]`` of one block: the same latent frames as
+    ``pack_mask(mask[indices])`` over the whole video (latent k >= 1 holds frames 4k-3 .. 4k), computed
+    from that block's frames only."""
+    if block == 0:
+        return pack_mask(mask[indices[:TEMPORAL_STRIDE * (BLOCK_FRAMES - 1) + 1]].astype(np.float32), latent_hw)
+    first = TEMPORAL_STRIDE * BLOCK_FRAMES * block - TEMPORAL_STRIDE  # the frame before the block, packed and dropped
+    frames = indices[first:first + 1 + TEMPORAL_STRIDE * BLOCK_FRAMES]
+    return pack_mask(mask[frames].astype(np.float32), latent_hw)[:, 1:]
+
+
+def seeded_noise(seed: int, block_shape: tuple[int, ...], blocks: int) -> tuple[Iterator[torch.Tensor], torch.Generator]:
+    """Initial noise per block and the re-noise generator, drawn on the CPU from ``seed``.
+
+    The streams equal one generator drawing the whole initial noise ``[B, blocks * F, C, h, w]`` first
+    and then every re-noise tensor, but no more than one block of noise is held at a time.
+    """
+    renoise = torch.Generator().manual_seed(seed)
+    for _ in range(blocks):  # advance past the initial noise, one block at a time
+        torch.randn(block_shape, generator=renoise)
+    noise = torch.Generator().manual_seed(seed)
+    return (torch.randn(block_shape, generator=noise) for _ in range(blocks)), renoise
+
+
 def generate_to_file(
     source_video: str | Path,
     render_dir: str | Path,
@@ -250,7 +372,11 @@ def generate_to_file(
     out_path: str | Path,
     options: GenerateOptions = GenerateOptions(),
 ) -> GenerateResult:
-    """Generate the video for one render folder and write it (H.264, atomically) to ``out_path``."""
+    """Generate the video for one render folder and write it (H.264, atomically) to ``out_path``.
+
+    The source and the render are encoded block by block just before the DiT needs them (the source
+    once, through one causal encoder run), so host and device memory do not grow with video length.
+    """
     t_start = time.perf_counter()
     render_dir, out_path = Path(render_dir), Path(out_path)
     device = options.torch_device()
@@ -268,35 +394,33 @@ def generate_to_file(
         text_embeds = encode_prompts([caption], weights.wan_dir, dit_config.text_len, device)
         codec = (TAEHV.from_checkpoint(weights.tae, device, dtype) if options.use_tae
                  else WanVAE.from_checkpoint(weights.wan_dir / VAE_FILE, options.decode_mode, device, dtype))
-        ref_latents = codec.encode(_video_tensor(source, inputs.cameras.source_index[frames], dtype)).float()
-        render_latents = codec.encode(_video_tensor(render, frames, dtype)).float()
+        ref = _LatentStream(codec, source, inputs.cameras.source_index[frames], dtype)
+        rendered = _LatentStream(codec, render, frames, dtype)
+        width, height = render.frame_size
+        latent_hw = (height // SPATIAL_STRIDE, width // SPATIAL_STRIDE)
+        noise, renoise = seeded_noise(options.seed, (1, BLOCK_FRAMES, dit_config.out_dim, *latent_hw), plan.blocks)
+        blocks = (BlockInputs(ref.take(BLOCK_FRAMES), rendered.take(BLOCK_FRAMES),
+                              block_mask(inputs.mask, frames, b, latent_hw), next(noise))
+                  for b in range(plan.blocks))
+        decoder = codec.stream_decoder()
+        dit = CausalDiT.from_checkpoint(weights.dit, dit_config, device, dtype)
+        if options.compile_dit:
+            dit.compile_blocks()
+
+        written = 0
+        first_frame = 0.0
+        t_loop = time.perf_counter()
+        with VideoWriter(out_path, options.fps or inputs.cameras.fps, width, height, options.encode) as writer, \
+                FrameWriterThread(writer) as sink, torch.no_grad():
+            for block, x0 in enumerate(stream_blocks(dit, text_embeds, blocks, generator_renoise(renoise))):
+                pixels = decoder.push(x0)[0]
+                count = min(pixels.shape[1], n - written)
+                sink.put(pixels, count)
+                written += count
+                first_frame = first_frame or time.perf_counter() - t_loop
+                log.info("block %d/%d done, %d/%d frames decoded", block + 1, plan.blocks, written, n)
+            if written != n:
+                raise RuntimeError(f"{out_path}: {written} frames generated, expected {n}")
         source_frames = len(source)
-    mask_latents = pack_mask(inputs.mask[frames].astype(np.float32), tuple(ref_latents.shape[-2:]))
-    decoder = codec.stream_decoder()
-    dit = CausalDiT.from_checkpoint(weights.dit, dit_config, device, dtype)
-    if options.compile_dit:
-        dit.compile_blocks()
-
-    generator = torch.Generator().manual_seed(options.seed)
-    noise = torch.randn(ref_latents.shape, generator=generator)
-    written = 0
-    first_frame = 0.0
-    t_loop = time.perf_counter()
-    width, height = render.frame_size
-    with VideoWriter(out_path, options.fps or inputs.cameras.fps, width, height, options.encode) as writer:
-
-        def on_block(block: int, x0: torch.Tensor) -> None:
-            nonlocal written, first_frame
-            for frame in _to_uint8(decoder.push(x0)[0])[: n - written]:
-                writer.write(frame)
-                written += 1
-            first_frame = first_frame or time.perf_counter() - t_loop
-            log.info("block %d/%d done, %d/%d frames written", block + 1, plan.blocks, written, n)
-
-        with torch.no_grad():
-            generate_latents(dit, text_embeds, ref_latents, render_latents, mask_latents, noise,
-                             generator_renoise(generator), on_block=on_block)
-        if written != n:
-            raise RuntimeError(f"{out_path}: {written} frames generated, expected {n}")
     used = len(np.unique(inputs.cameras.source_index))
     return GenerateResult(out_path, plan, written, source_frames, used, time.perf_counter() - t_start, first_frame, inputs.notes)

@@ -2,45 +2,23 @@
 depend on weight values): seconds per latent frame, output frames per second, and peak memory while
 pushing blocks of 3 latent frames, for two video lengths (memory should not grow with length).
 
-    .venv/bin/python scripts/bench_vae.py --width 832 --height 480 --device cuda --dtype bfloat16
-    .venv/bin/python scripts/bench_vae.py            # CPU smoke size (208x120)
+    python3 -m scripts.bench_vae --width 832 --height 480 --device cuda --dtype bfloat16
+    python3 -m scripts.bench_vae            # CPU smoke size (208x120)
+
+(run from the repository root; the project need not be installed). Streamed encode is measured by
+the ``vae_encode`` section of ``scripts/gpu_check.sh``.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import time
-from pathlib import Path
 
 import torch
 
 from models.taehv import TAEHV
 from models.wan_vae import WanVAE
-
-
-PROC = Path("/proc/self")
-
-
-def reset_peak(device: torch.device) -> None:
-    """Start a new peak measurement (CUDA allocator stats; on Linux CPU the process high-water mark)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    elif (PROC / "clear_refs").exists():
-        (PROC / "clear_refs").write_text("5")
-
-
-def peak_bytes(device: torch.device) -> int:
-    """Peak CUDA memory allocated, or the CPU process's peak resident set since the last reset."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device)
-    status = PROC / "status"
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+from scripts.gpu_sections.common import peak_gib, reset_peak
 
 
 def run(model, latents: torch.Tensor, block: int, device: torch.device) -> tuple[float, int, int]:
@@ -53,7 +31,7 @@ def run(model, latents: torch.Tensor, block: int, device: torch.device) -> tuple
         frames += stream.push(latents[:, start:start + block]).shape[2]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - t0, frames, peak_bytes(device)
+    return time.perf_counter() - t0, frames, int(peak_gib(device)[0] * 2**30)
 
 
 def main() -> None:

@@ -60,17 +60,25 @@ def weights(tmp_path_factory) -> GenerateWeights:
 
 
 def _spy(monkeypatch) -> dict:
-    """Record what the stage hands to the block loop, and which blocks it reports."""
+    """Record what the stage hands to the block loop (each block's inputs, concatenated), and its outputs."""
     seen = {}
-    real = gen.generate_latents
+    real = gen.stream_blocks
 
-    def spy(dit, text, ref, render, mask, noise, renoise, on_block):
-        blocks = []
-        out = real(dit, text, ref, render, mask, noise, renoise, on_block=lambda b, x0: (blocks.append(b), on_block(b, x0)))
-        seen.update(ref=ref, render=render, mask=mask, text=text, noise=noise, latents=out, blocks=blocks)
-        return out
+    def spy(dit, text, blocks, renoise, *args, **kwargs):
+        inputs, outputs = [], []
 
-    monkeypatch.setattr(gen, "generate_latents", spy)
+        def tee():
+            for blk in blocks:
+                inputs.append(blk)
+                yield blk
+
+        for x0 in real(dit, text, tee(), renoise, *args, **kwargs):
+            outputs.append(x0.clone())
+            yield x0
+        cat = {name: torch.cat([getattr(b, name) for b in inputs], dim=1) for name in ("ref", "render", "mask", "noise")}
+        seen.update(cat, text=text, latents=torch.cat(outputs, dim=1), blocks=list(range(len(outputs))))
+
+    monkeypatch.setattr(gen, "stream_blocks", spy)
     return seen
 
 
@@ -164,3 +172,58 @@ def test_generate_rejects_inconsistent_render_folder(tmp_path, weights):
     with pytest.raises(FileNotFoundError, match="cameras.json"):
         generate_to_file(source, render_dir, "x", weights, tmp_path / "o.mp4", GenerateOptions(device="cpu"))
     assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize("n", [9, 21, 33])
+def test_block_mask_equals_whole_pack(n):
+    """Each block's packed mask equals the same latent frames of one pack over the padded whole video."""
+    rng = np.random.default_rng(n)
+    mask = rng.random((n - 4, 12, 20)) > 0.5
+    indices = padded_indices(n - 4, n)
+    whole = pack_mask(mask[indices].astype(np.float32), (3, 5))
+    blocks = torch.cat([gen.block_mask(mask, indices, b, (3, 5)) for b in range(whole.shape[1] // 3)], dim=1)
+    assert torch.equal(blocks, whole)
+
+
+def test_seeded_noise_is_one_stream():
+    """Per-block initial noise, then re-noise: the same numbers as one generator drawing the whole noise first."""
+    noise, renoise = gen.seeded_noise(5, (1, 3, 16, 2, 4), 3)
+    one = torch.Generator().manual_seed(5)
+    assert torch.equal(torch.cat(list(noise), dim=1), torch.randn(1, 9, 16, 2, 4, generator=one))
+    assert torch.equal(torch.randn(7, generator=renoise), torch.randn(7, generator=one))
+
+
+def test_writer_thread_writes_in_order_off_the_main_thread_and_raises_its_error(tmp_path):
+    """Frames reach the VideoWriter in order from another thread; a write error surfaces in the caller
+    and the output file is not created."""
+    import threading
+
+    class Recorder:
+        def __init__(self, fail_at=None):
+            self.frames, self.threads, self.fail_at = [], set(), fail_at
+
+        def write(self, frame):
+            if len(self.frames) == self.fail_at:
+                raise OSError("disk full")
+            self.frames.append(frame)
+            self.threads.add(threading.get_ident())
+
+    blocks = [torch.rand(3, 4, 2, 3) * 2 - 1 for _ in range(3)]
+    rec = Recorder()
+    with gen.FrameWriterThread(rec, depth=1) as sink:
+        for b in blocks:
+            sink.put(b, 3)
+    want = [((b[:, :3].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy() for b in blocks]
+    assert np.array_equal(np.stack(rec.frames), np.concatenate(want))
+    assert rec.threads and threading.get_ident() not in rec.threads
+    with pytest.raises(OSError, match="disk full"):
+        with gen.FrameWriterThread(Recorder(fail_at=2)) as sink:
+            for b in blocks:
+                sink.put(b, 4)
+
+    out = tmp_path / "x.mp4"
+    with pytest.raises(OSError, match="disk full"):
+        with gen.VideoWriter(out, 8.0, 16, 16) as writer, gen.FrameWriterThread(writer) as sink:
+            writer.write = Recorder(fail_at=0).write
+            sink.put(torch.zeros(3, 2, 16, 16), 2)
+    assert not out.exists()

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from codec_checks import assert_stream_equals_decode
+from codec_checks import assert_stream_equals_decode, assert_stream_equals_encode
 
 from models.manifest import CheckpointError, load_manifest, model_shapes
 from models.taehv import TAEHV, MemBlock, TGrow, TPool
@@ -93,3 +93,13 @@ def test_wan_conventions(tae):
 def test_stream_decoder_equals_one_decode(tae):
     latents = torch.randn(1, 7, 16, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     assert_stream_equals_decode(tae, latents, ([3, 3, 1], [1] * 7, [7]))
+
+
+@pytest.mark.parametrize("frames", [8, 10])
+def test_stream_encoder_equals_one_encode(tae, frames):
+    """Pieces of any size, then flush (which completes the last group with copies of the last frame)."""
+    video = torch.rand(1, 3, frames, 16, 24, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    want = tae.encode(video)
+    assert want.shape[1] == math.ceil(frames / 4)
+    splits = ([frames], [1] * frames, [3, 5, frames - 8], [4, frames - 4])
+    assert_stream_equals_encode(tae, video, want, splits, atol=1e-12)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from codec_checks import assert_stream_equals_decode
+from codec_checks import assert_stream_equals_decode, assert_stream_equals_encode
 from safetensors.torch import load_file
 
 from models.manifest import CheckpointError, load_manifest, model_shapes
@@ -100,3 +100,16 @@ def test_stream_decoder_matches_reference(vaes, fixture):
     latents = fixture["T13.out.latent_btchw"]
     pixels = torch.cat([stream.push(latents[:, :3]), stream.push(latents[:, 3:])], dim=2)
     torch.testing.assert_close(pixels, fixture["T13.out.decoded_btchw"].transpose(1, 2), atol=TOL, rtol=0)
+
+
+def test_stream_encoder_matches_reference_in_any_pieces(vaes, fixture):
+    """Frames pushed in pieces of any size (frame 0 alone, then chunks of 4 inside) equal the reference's
+    whole-clip encode; frames of an incomplete chunk are held, never encoded early, and dropped at the end."""
+    video, want = fixture["T13.in.pixels_bcthw"], fixture["T13.out.latent_btchw"]
+    assert_stream_equals_encode(vaes["inspatio"], video, want, ([13], [1, 4, 4, 4], [3, 2, 5, 3], [1] * 13, [9, 4]), TOL)
+    stream = vaes["inspatio"].stream_encoder()
+    assert stream.push(video[:, :, :4]).shape[1] == 1 and stream.pending.shape[2] == 3
+    assert stream.push(video[:, :, 4:7]).shape[1] == 1 and stream.pending.shape[2] == 2
+    assert stream.flush().shape == (1, 0, 16, 4, 4) and stream.pending is None
+    with pytest.raises(ValueError, match="before any push"):
+        vaes["inspatio"].stream_encoder().flush()
