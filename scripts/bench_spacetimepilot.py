@@ -47,7 +47,13 @@ def _timed(device: torch.device, fn):
     return out, time.perf_counter() - t0
 
 
-def run(args) -> None:
+def _print(metric: str, value, unit: str = "") -> None:
+    print(f"{metric:<34} {value:>10.3f} {unit}" if isinstance(value, float) else f"{metric:<34} {value} {unit}")
+
+
+def run(args, report=_print) -> None:
+    """Time the sampler (and the Wan VAE unless ``args.no_vae``); every figure goes to ``report(metric, value,
+    unit)`` (printed by default; ``scripts/gpu_check.sh`` records them in its table)."""
     device = torch.device(args.device or ("cpu" if args.smoke or not torch.cuda.is_available() else "cuda"))
     dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[
         args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
@@ -71,16 +77,18 @@ def run(args) -> None:
     )
     noise = torch.randn(1, f, cfg.out_dim, h, w, generator=g).to(device)
     tokens = 2 * f * dit.tokens_per_frame(h, w)
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), dtype {dtype}, "
-          f"{width}x{height}x{WINDOW}, SpaceTimePilot {sum(p.numel() for p in dit.parameters()) / 1e9:.3f} B params, "
-          f"{tokens} tokens per DiT call, {steps} steps, CFG as two sequential calls, compile={args.compile}")
+    report("SpaceTimePilot setting", f"{width}x{height}x{WINDOW} {str(dtype).removeprefix('torch.')} on {device}, "
+           f"{tokens} tokens per DiT call, CFG as two sequential calls, compile={args.compile}")
+    report("SpaceTimePilot parameters", sum(p.numel() for p in dit.parameters()) / 1e9, "B")
     with torch.no_grad():
         if args.warmup:
             sample(dit, *text, noise, cond, flow_schedule(args.warmup))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         _, total = _timed(device, lambda: sample(dit, *text, noise, cond, flow_schedule(steps)))
-        print(f"sampler   {total / steps:8.3f} s/step   {total:8.2f} s total   peak {_peak_gib(device):6.2f} GiB")
+        report("SpaceTimePilot sampler step", total / steps, "s")
+        report(f"SpaceTimePilot sampler ({steps} steps)", total, "s")
+        report("SpaceTimePilot sampler peak memory", _peak_gib(device), "GiB")
         if args.no_vae:
             return
         del dit
@@ -89,7 +97,9 @@ def run(args) -> None:
         video = torch.rand(1, 3, WINDOW, height, width, generator=g).to(device, dtype) * 2 - 1
         _, t_enc = _timed(device, lambda: vae.encode(video))
         _, t_dec = _timed(device, lambda: vae.decode(noise))
-        print(f"wan vae   {t_enc:8.2f} s encode   {t_dec:8.2f} s decode   peak {_peak_gib(device):6.2f} GiB (whole run)")
+        report(f"SpaceTimePilot VAE encode ({WINDOW} frames)", t_enc, "s")
+        report(f"SpaceTimePilot VAE decode ({f} latents)", t_dec, "s")
+        report("SpaceTimePilot peak memory (whole run)", _peak_gib(device), "GiB")
 
 
 def main() -> None:

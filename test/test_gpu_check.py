@@ -46,13 +46,15 @@ def test_gpu_check_smoke_runs_every_section(tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     entries = json.loads((tmp_path / "gpu_check.json").read_text())
     status = {e["section"]: e["status"] for e in entries}
-    assert set(status) == {"env", "dit", "vae_encode", "umt5", "render", "generate_memory", "pipeline_run"}
+    assert set(status) == {"env", "dit", "vae_encode", "umt5", "render", "generate_memory", "pipeline_run",
+                           "spacetimepilot"}
     assert all(s in ("ok", "skipped") for s in status.values()), status
     assert status["dit"] == status["vae_encode"] == "ok"
     rows = {r[0]: r[1] for e in entries for r in e["rows"]}
     assert rows["DiT eager: steady fps (excl. block 0)"] > 0
     assert rows["DiT compiled (aot_eager): time to first frame"] > 0
     assert 0.8 < rows["Wan VAE encode peak ratio 21/5 frames"] < 1.2
+    assert status["spacetimepilot"] == "ok" and rows["SpaceTimePilot sampler step"] > 0
     assert "gpu_check summary" in proc.stdout
 
 
