@@ -376,12 +376,16 @@ def open_geometry(
     expect_frames: int | None = None,
     expect_video_sha256: str | None = None,
     scratch_dir: str | Path | None = None,
+    image: bool = True,
 ) -> Iterator[GeometryCache]:
     """:func:`load_geometry` with memory that does not grow with the video: depth, conf and image are
     decompressed chunk by chunk, checked as they pass (every frame, the same checks and messages),
     and written uncompressed into a temporary folder under ``scratch_dir`` (default: the system's
     temporary folder); the cache yielded holds them as :class:`geometry.frames.FrameArray` (a frame
-    is read when indexed). The folder is removed on exit."""
+    is read when indexed). The folder is removed on exit.
+    ``image=False``: for readers that take colour from the video (the render stage). The ``image``
+    member's layout is still checked (uint8 has no values to check) but it is not decompressed, and
+    the cache's ``image`` is None."""
     path = Path(path)
     small = _read_npz(path, ("extrinsics", "intrinsics"))
     source = str(path)
@@ -391,6 +395,8 @@ def open_geometry(
             _check_layout(source, {k: m.shape for k, m in members.items()}, {k: m.dtype for k, m in members.items()})
             frames = {}
             for key, member in members.items():
+                if key == "image" and not image:
+                    continue
                 dtype = np.uint8 if key == "image" else np.float32
                 chunks = member.chunks() if key == "image" else _checked_frames(source, key, member.chunks(), dtype, key == "depth")
                 frames[key] = write_frames(Path(tmp) / f"{key}.npy", member.shape, dtype, chunks)

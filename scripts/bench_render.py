@@ -1,7 +1,7 @@
 """Benchmark and quality check of the render stage on the synthetic scene.
 
 Speed: the render stage end to end (open the DA3-layout compressed geometry npz with depth, conf and
-image as the stage does, streaming its frames; decode the source video, render, encode render.mp4
+image as the stage does, streaming depth and conf and checking image's layout; decode the source video, render, encode render.mp4
 and mask.mp4, write mask.npz and cameras.json) in a fresh child process, reporting wall ms/frame,
 CPU ms/frame and peak RSS.
 Quality (``--quality``): PSNR of the decoded render.mp4 against the analytic ground truth over the
@@ -130,7 +130,7 @@ def child(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    with open_geometry(d / "geometry.npz", scratch_dir=out) as geo:  # as the render stage reads it
+    with open_geometry(d / "geometry.npz", scratch_dir=out, image=False) as geo:  # as the render stage reads it
         path = camera_path(args, np.load(d / "source_c2w.npy"))
         result = render_to_folder(d / "source.mp4", geo, path, out, options(args))
     wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)

@@ -352,6 +352,22 @@ def test_streamed_cache_equals_the_loaded_one(tmp_path: Path, depth_dtype, one_f
             pass
 
 
+def test_streamed_cache_without_image_still_checks_it(tmp_path: Path, one_frame_chunks):
+    path = tmp_path / "clip.npz"
+    cache = make_cache(n=4)
+    save_geometry(path, cache)
+    with open_geometry(path, scratch_dir=tmp_path, image=False) as streamed:
+        assert streamed.image is None
+        np.testing.assert_array_equal(np.asarray(streamed.depth), cache.depth)
+        np.testing.assert_array_equal(np.asarray(streamed.conf), cache.conf)
+        assert sorted(p.name for p in next(tmp_path.glob(".geometry-frames-*")).iterdir()) == ["conf.npy", "depth.npy"]
+    for case in ("image dtype", "image shape"):
+        arrays, message = BROKEN[case]
+        np.savez_compressed(path, **arrays)
+        with pytest.raises(GeometryCacheError, match=re.escape(message)):
+            with open_geometry(path, image=False):
+                pass
+
 
 def test_streamed_cache_reads_fortran_order_members(tmp_path: Path, one_frame_chunks):
     cache = make_cache(n=4)

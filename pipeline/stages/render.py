@@ -155,11 +155,12 @@ def produce_render(out_dir: Path, source: SourceVideo, geometry_file: Path, spec
                    options: PathOptions, settings: OutputSettings, device: str) -> None:
     from pipeline.render_output import RenderOptions, render_to_folder
 
-    # Depth, conf and image are streamed through a scratch folder inside out_dir (removed afterwards),
-    # so memory does not grow with the video's length.
+    # Depth and conf are streamed through a scratch folder inside out_dir (removed afterwards), so
+    # memory does not grow with the video's length; colour comes from the video, so the cache's image
+    # is only checked, not decompressed.
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     timestamps = frame_times(source.path) if source.info.variable_rate else None
-    with open_geometry(geometry_file, expect_frames=source.info.num_frames, scratch_dir=out_dir) as geometry:
+    with open_geometry(geometry_file, expect_frames=source.info.num_frames, scratch_dir=out_dir, image=False) as geometry:
         camera_path = build_camera_path(geometry, spec, options, settings, source.info, source.static, timestamps)
         outputs = render_to_folder(source.path, geometry, camera_path, out_dir,
                                    RenderOptions(device=device, colour_size=colour_size(source.info, settings),
