@@ -18,6 +18,7 @@ from geometry.synthetic import SourceClip, SyntheticScene, make_geometry
 from pipeline.cli import app
 from pipeline.generate_output import frame_blocks
 from pipeline.render_output import load_mask
+from pipeline.stages.render import STATIC_FRAMES
 from pipeline.video_io import read_video
 from pipeline_inputs import add_video, write_traj
 from scene15_writer import write_scene
@@ -77,6 +78,18 @@ def test_photos_render_against_ground_truth(photos, name, n_views):
         assert set(path.source_index.tolist()) <= set(range(4))
         assert np.all(path.source_index == path.source_index[np.searchsorted(blocks, blocks)])  # constant per block
     np.testing.assert_allclose(path.c2w[0], clip.c2w[0], atol=1e-9)  # planned around view 0
+
+
+def test_the_plan_shows_a_photo_scenes_frame_count(photos, tmp_path):
+    """Without --num_frames a keyframe path over photos has STATIC_FRAMES frames, and the plan says so."""
+    args = ["run", "--input_dir", str(photos["inp"]), "--traj_txt_path", str(photos["root"] / "orbit.txt"),
+            "--output_folder", str(tmp_path / "out"), "--work_dir", str(tmp_path / "work"), "--checkpoints_dir",
+            str(tmp_path / "none"), "--width", str(W), "--height", str(H), "--disable_adaptive_frame",
+            "--caption", "a room", "--dry_run"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"photo.mp4: {STATIC_FRAMES} output frames" in result.output
+    assert f"room.mp4: {STATIC_FRAMES} output frames" in result.output
 
 
 def test_photos_use_da3_when_no_cache_is_given(photos, tmp_path):

@@ -100,6 +100,11 @@ def colour_size(source: VideoInfo, settings: OutputSettings) -> tuple[int, int]:
     return settings.width, settings.height
 
 
+def static_options(options: PathOptions) -> PathOptions:
+    """An image scene's path options: a keyframe file's frame count defaults to ``STATIC_FRAMES``."""
+    return dataclasses.replace(options, n_frames=options.n_frames or STATIC_FRAMES)
+
+
 def build_camera_path(
     geometry: GeometryCache, spec: Trajectory, options: PathOptions, settings: OutputSettings, source: VideoInfo,
     static: bool = False, timestamps: np.ndarray | None = None,
@@ -115,8 +120,7 @@ def build_camera_path(
     K = output_intrinsics(geometry.intrinsics[0], geometry.resolution, (source.height, source.width), settings)
     c2w = geometry.c2w
     if static:
-        c2w = c2w[:1]
-        options = dataclasses.replace(options, n_frames=options.n_frames or STATIC_FRAMES)
+        c2w, options = c2w[:1], static_options(options)
     return make_camera_path(spec, c2w, K, settings.width, settings.height, settings.fps or source.fps, options,
                             scene_depth, timestamps)
 
@@ -134,7 +138,10 @@ def anchor_source_index(camera_path: CameraPath, view_coverage: np.ndarray) -> C
 
 def log_frame_count(spec: Trajectory, source: SourceVideo, options: PathOptions) -> FrameCount:
     """The output frame count of ``source`` on this path, logged (a warning when --max_frames capped it)."""
-    frames = output_frame_count(spec, source.info.num_frames, options)
+    if source.static:  # planned around view 0 alone (``build_camera_path``)
+        frames = output_frame_count(spec, 1, static_options(options))
+    else:
+        frames = output_frame_count(spec, source.info.num_frames, options)
     log.log(logging.WARNING if frames.capped else logging.INFO, "%s: %s", source.path.name, frames.describe())
     return frames
 
