@@ -43,9 +43,8 @@ def test_image_scene_render_matches_ground_truth(n_views):
     assert (mask & ~visible).sum() < 0.005 * mask.sum()
     assert (visible & ~mask).sum() < 0.01 * visible.sum()
     assert mask_iou(mask, visible) > 0.98
-    # the video render's targets; four fused views reach 31.9 dB overall (each view alone 32.1-33.7 dB):
-    # the fused image also covers the disoccluded edges the extra views add, which are the hardest pixels
-    assert psnr(rgb, gt, sel) >= (32.0 if n_views == 1 else 31.5)
+    # the video render's targets (measured: one view 37.8 dB, four fused views 32.9 dB overall, 27.4 dB in the band)
+    assert psnr(rgb, gt, sel) >= 32.0
     assert psnr(rgb, gt, sel & ~band) >= 32.0
     assert psnr(rgb, gt, sel & band) >= 26.0
     assert out.coverage.shape == (len(path), n_views)
