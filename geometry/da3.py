@@ -145,7 +145,7 @@ def read_model_name(model_dir: Path) -> str:
     try:
         cfg = json.loads(cfg_path.read_text())
     except FileNotFoundError:
-        raise DA3Error(f"{cfg_path}: missing; expected a DA3 model folder (see README, 'Weights')") from None
+        raise DA3Error(f"{cfg_path}: missing; expected a DA3 model folder (see docs/models.md, 'Weights')") from None
     except json.JSONDecodeError as e:
         raise DA3Error(f"{cfg_path}: not valid JSON ({e})") from None
     name = cfg.get("model_name") if isinstance(cfg, dict) else None

@@ -1,4 +1,4 @@
-"""Optional temporal smoothing of a camera trajectory (off by default; see README figures).
+"""Optional temporal smoothing of a camera trajectory (off by default; figures in docs/models.md, "Pose smoothing").
 
 Rotations are smoothed on the rotation group, not on quaternion components: for frame i the
 Gaussian-weighted mean of ``log(R_iᵀ R_j)`` (rotation vectors, free of the quaternion sign

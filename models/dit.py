@@ -299,7 +299,7 @@ class CausalDiT(nn.Module):
         """
         path = Path(path)
         if not path.is_file():
-            raise CheckpointError(f"{path}: DiT checkpoint not found (see README, 'Weights')")
+            raise CheckpointError(f"{path}: DiT checkpoint not found (see docs/models.md, 'Weights')")
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             keys = list(f.keys())

@@ -217,7 +217,7 @@ def _read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
         return load_file(st)
     if pt.is_file():
         return torch.load(pt, map_location="cpu", mmap=True, weights_only=True)
-    raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin (see README, 'Weights')")
+    raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin (see docs/models.md, 'Weights')")
 
 
 def _native_tokenizer(folder: Path, text_vocab: int):
@@ -337,7 +337,7 @@ class Captioner:
         dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
         config_path = model_dir / "config.json"
         if not config_path.is_file():
-            raise FileNotFoundError(f"{config_path}: Florence-2 config not found (see README, 'Weights')")
+            raise FileNotFoundError(f"{config_path}: Florence-2 config not found (see docs/models.md, 'Weights')")
         if is_original_layout(json.loads(config_path.read_text())):
             model, tokenizer, preprocess = convert_original(model_dir)
         else:

@@ -58,7 +58,7 @@ def check_state_dict(
     if missing:
         raise CheckpointError(
             f"{source}: {len(missing)} expected key(s) missing, first: '{missing[0]}'. "
-            "Is this the right file (see README, 'Weights')?"
+            "Is this the right file (see docs/models.md, 'Weights')?"
         )
     if extra:
         raise CheckpointError(f"{source}: {len(extra)} unexpected key(s), first: '{extra[0]}'")

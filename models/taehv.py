@@ -146,7 +146,7 @@ class TAEHV(nn.Module):
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32) -> "TAEHV":
         """Load ``taew2_1.pth`` (fp16 on disk; use ``dtype=torch.float16`` on a GPU)."""
-        state_dict = read_state_dict(path, "TAEHV checkpoint", "download taew2_1.pth, see README 'Weights'")
+        state_dict = read_state_dict(path, "TAEHV checkpoint", "download taew2_1.pth, see docs/models.md, 'Weights'")
         return cls.from_state_dict(state_dict, source=path).to(device=device, dtype=dtype)
 
     # ---- native interface: [N, T, C, H, W] in [0, 1] ---------------------------------------------

@@ -219,7 +219,7 @@ class UMT5Encoder(nn.Module):
     ) -> "UMT5Encoder":
         """Load ``models_t5_umt5-xxl-enc-bf16.pth`` (memory-mapped, so peak host memory stays near one copy)."""
         sd = read_state_dict(path, "umT5 encoder checkpoint",
-                             f"expected '{CHECKPOINT_NAME}' in the Wan2.1-T2V-1.3B folder; see README, 'Weights'")
+                             f"expected '{CHECKPOINT_NAME}' in the Wan2.1-T2V-1.3B folder; see docs/models.md, 'Weights'")
         return cls.from_state_dict(sd, cfg, device, dtype, source=path)
 
 
@@ -257,7 +257,7 @@ class TextEncoder:
         tok_dir = wan_dir / TOKENIZER_SUBDIR
         if not tok_dir.is_dir():
             raise FileNotFoundError(f"{tok_dir}: umT5 tokenizer folder not found (it ships with Wan2.1-T2V-1.3B; "
-                                    "see README, 'Weights')")
+                                    "see docs/models.md, 'Weights')")
         tokenizer = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True)
         model = UMT5Encoder.from_checkpoint(wan_dir / CHECKPOINT_NAME, cfg, device, dtype)
         return cls(model, tokenizer, text_len)

@@ -297,7 +297,7 @@ class WanVAE(nn.Module):
     def from_checkpoint(cls, path: str | Path, decode_mode: DecodeMode = "inspatio",
                         device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> "WanVAE":
         """Load ``Wan2.1_VAE.pth`` (or a ``.safetensors`` with the same keys)."""
-        state_dict = read_state_dict(path, "VAE checkpoint", "download Wan2.1_VAE.pth, see README 'Weights'")
+        state_dict = read_state_dict(path, "VAE checkpoint", "download Wan2.1_VAE.pth, see docs/models.md, 'Weights'")
         return cls.from_state_dict(state_dict, decode_mode, source=path).to(device=device, dtype=dtype)
 
     # ---- latent normalisation --------------------------------------------------------------------

@@ -380,7 +380,7 @@ _STAGE_HELP = {
                 "from source, cameras and caption with --generator spacetimepilot).",
 }
 
-app.command("run", help="Every stage over --input_dir; cached stages are reused (see README: caching).")(_command(STAGES))
+app.command("run", help="Every stage over --input_dir; cached stages are reused (see docs/cli.md, 'Caching rules').")(_command(STAGES))
 for _stage in STAGES:
     app.command(_stage, help=_STAGE_HELP[_stage] + " Reuses, never recomputes, the stages it depends on.")(
         _command((_stage,), RENDER_FILE_OPTIONS if _stage == "render" else []))

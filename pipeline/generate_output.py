@@ -382,7 +382,7 @@ def generate_to_file(
     device = options.torch_device()
     dtype = options.torch_dtype(device)
     if options.use_tae and weights.tae is None:
-        raise FileNotFoundError("use_tae needs the TAEHV checkpoint taew2_1.pth (see README, 'Weights')")
+        raise FileNotFoundError("use_tae needs the TAEHV checkpoint taew2_1.pth (see docs/models.md, 'Weights')")
     dit_config = DiTConfig.from_json(weights.config_path)
     with VideoReader(_require(RenderFolder(render_dir).render_video, "render video"), min_frames=1) as render, \
             VideoReader(source_video, size=render.frame_size, resize=options.resize, min_frames=1) as source:
