@@ -270,14 +270,21 @@ def pad_context(latents: torch.Tensor, in_dim: int) -> torch.Tensor:
     return torch.cat([latents, latents.new_zeros(b, f, in_dim - c, h, w)], dim=2)
 
 
+def add_wan_embeddings(model: nn.Module, cfg: DiTConfig, in_channels: int) -> None:
+    """Wan2.1's input layers with its key names: ``patch_embedding`` (``in_channels`` latent channels ->
+    dim), ``text_embedding``, ``time_embedding`` and ``time_projection`` (dim -> 6 modulation rows)."""
+    model.patch_embedding = nn.Conv3d(in_channels, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+    model.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, cfg.dim), nn.GELU(approximate="tanh"),
+                                         nn.Linear(cfg.dim, cfg.dim))
+    model.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))
+    model.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(cfg.dim, 6 * cfg.dim))
+
+
 class CausalDiT(nn.Module):
     def __init__(self, cfg: DiTConfig):
         super().__init__()
         self.config = cfg
-        self.patch_embedding = nn.Conv3d(cfg.in_dim, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
-        self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, cfg.dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.dim, cfg.dim))
-        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))
-        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(cfg.dim, 6 * cfg.dim))
+        add_wan_embeddings(self, cfg, cfg.in_dim)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.head = Head(cfg)
         self._rope: dict[tuple, RopeTable] = {}

@@ -25,7 +25,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention import attention
-from models.dit import Block, CausalDiT, DiTConfig, Head, TextCache, _layer_norm, sinusoidal_embedding
+from models.dit import (
+    Block,
+    CausalDiT,
+    DiTConfig,
+    Head,
+    TextCache,
+    _layer_norm,
+    add_wan_embeddings,
+    sinusoidal_embedding,
+)
 from models.manifest import CheckpointError, check_state_dict, load_manifest, model_shapes, read_state_dict
 from models.rope import RopeTable, apply_rope
 
@@ -108,10 +117,7 @@ class SpaceTimePilot(nn.Module):
     def __init__(self, cfg: DiTConfig):
         super().__init__()
         self.config = cfg
-        self.patch_embedding = nn.Conv3d(cfg.out_dim, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
-        self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, cfg.dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.dim, cfg.dim))
-        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))
-        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(cfg.dim, 6 * cfg.dim))
+        add_wan_embeddings(self, cfg, cfg.out_dim)
         self.blocks = nn.ModuleList(SpaceTimeBlock(cfg) for _ in range(cfg.num_layers))
         self.head = Head(cfg)
         self._rope: dict[tuple, RopeTable] = {}
